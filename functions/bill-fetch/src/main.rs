@@ -1,0 +1,7 @@
+use lambda_runtime::{Error, run, service_fn, tracing};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    run(service_fn(bill_fetch::handle)).await
+}

@@ -1,0 +1,7 @@
+use lambda_http::{Error, run, service_fn, tracing};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    run(service_fn(notify::handle)).await
+}

@@ -1,0 +1,300 @@
+//! Verifying an asynchronous notification (`trade_status_sync`) on its raw form body.
+//!
+//! The body is percent-decoded exactly once, to bytes; `sign` and `sign_type` are dropped; the
+//! rest is sorted and verified as bytes in the notification's own `charset` (UTF-8 or GBK);
+//! only then are the values transcoded to UTF-8. Every received parameter is signed, including
+//! ones this code has never heard of, so none is filtered out before verifying.
+//!
+//! The form is parsed by hand because `form_urlencoded` decodes straight into UTF-8 strings,
+//! which would corrupt GBK bytes before they are verified.
+
+use crate::canonical;
+use crate::keys::VerifyError;
+use crate::money::{AmountError, Fen};
+use crate::verifier::AlipayVerifier;
+use encoding_rs::Encoding;
+use percent_encoding::percent_decode;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    #[error("the notification has no `sign`")]
+    MissingSign,
+    #[error("the notification repeats the parameter {0:?}")]
+    RepeatedParameter(String),
+    #[error("sign_type {0:?} is not supported (only RSA2)")]
+    UnsupportedSignType(String),
+    #[error("charset {0:?} is not supported (only UTF-8 and GBK)")]
+    UnsupportedCharset(String),
+    #[error("the notification signature is invalid: {0}")]
+    BadSignature(VerifyError),
+    #[error("parameter {0:?} is not valid text in the notification's charset")]
+    NotText(String),
+    #[error("the notification lacks the parameter {0:?}")]
+    Missing(&'static str),
+    #[error("parameter {field} is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Splits `a=1&b=2` and percent-decodes each key and value once (`+` is a space).
+fn decode_form(raw: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NotifyError> {
+    let decode = |part: &[u8]| -> Vec<u8> {
+        let spaced: Vec<u8> = part
+            .iter()
+            .map(|&b| if b == b'+' { b' ' } else { b })
+            .collect();
+        percent_decode(&spaced).collect()
+    };
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &[][..]),
+        };
+        let key = decode(key);
+        if pairs.iter().any(|(k, _)| *k == key) {
+            return Err(NotifyError::RepeatedParameter(
+                String::from_utf8_lossy(&key).into_owned(),
+            ));
+        }
+        pairs.push((key, decode(value)));
+    }
+    Ok(pairs)
+}
+
+fn charset_of(pairs: &[(Vec<u8>, Vec<u8>)]) -> Result<&'static Encoding, NotifyError> {
+    let Some((_, label)) = pairs.iter().find(|(k, _)| k == b"charset") else {
+        return Ok(encoding_rs::UTF_8);
+    };
+    match Encoding::for_label(label) {
+        Some(enc) if enc == encoding_rs::UTF_8 || enc == encoding_rs::GBK => Ok(enc),
+        // GB2312 is a subset of GBK and labels for it resolve to GBK; GB18030 does not.
+        _ => Err(NotifyError::UnsupportedCharset(
+            String::from_utf8_lossy(label).into_owned(),
+        )),
+    }
+}
+
+/// A notification whose signature checked out, with its values in UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedNotification {
+    params: BTreeMap<String, String>,
+}
+
+/// Verifies a raw `application/x-www-form-urlencoded` notification body.
+pub fn verify(
+    raw_body: &[u8],
+    verifier: &AlipayVerifier,
+) -> Result<VerifiedNotification, NotifyError> {
+    let pairs = decode_form(raw_body)?;
+    let sign = pairs
+        .iter()
+        .find(|(k, _)| k == b"sign")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .filter(|s| !s.is_empty())
+        .ok_or(NotifyError::MissingSign)?;
+    if let Some((_, sign_type)) = pairs.iter().find(|(k, _)| k == b"sign_type")
+        && sign_type.as_slice() != b"RSA2"
+    {
+        return Err(NotifyError::UnsupportedSignType(
+            String::from_utf8_lossy(sign_type).into_owned(),
+        ));
+    }
+    let encoding = charset_of(&pairs)?;
+    let content = canonical::notification_content(
+        pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+    );
+    let mut last_error = VerifyError::Mismatch;
+    let verified = verifier.notification_keys().into_iter().any(|key| {
+        match key.verify_base64(&content, &sign) {
+            Ok(()) => true,
+            Err(e) => {
+                last_error = e;
+                false
+            }
+        }
+    });
+    if !verified {
+        return Err(NotifyError::BadSignature(last_error));
+    }
+    let mut params = BTreeMap::new();
+    for (key, value) in pairs {
+        let key = String::from_utf8(key)
+            .map_err(|e| NotifyError::NotText(String::from_utf8_lossy(e.as_bytes()).into()))?;
+        let value = encoding
+            .decode_without_bom_handling_and_without_replacement(&value)
+            .ok_or_else(|| NotifyError::NotText(key.clone()))?
+            .into_owned();
+        params.insert(key, value);
+    }
+    Ok(VerifiedNotification { params })
+}
+
+/// `trade_status` of a trade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TradeStatus {
+    WaitBuyerPay,
+    TradeClosed,
+    TradeSuccess,
+    TradeFinished,
+}
+
+impl TradeStatus {
+    pub fn parse(text: &str) -> Option<TradeStatus> {
+        match text {
+            "WAIT_BUYER_PAY" => Some(TradeStatus::WaitBuyerPay),
+            "TRADE_CLOSED" => Some(TradeStatus::TradeClosed),
+            "TRADE_SUCCESS" => Some(TradeStatus::TradeSuccess),
+            "TRADE_FINISHED" => Some(TradeStatus::TradeFinished),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeStatus::WaitBuyerPay => "WAIT_BUYER_PAY",
+            TradeStatus::TradeClosed => "TRADE_CLOSED",
+            TradeStatus::TradeSuccess => "TRADE_SUCCESS",
+            TradeStatus::TradeFinished => "TRADE_FINISHED",
+        }
+    }
+
+    /// Alipay counts the buyer as having paid in both of these states.
+    pub fn is_paid(self) -> bool {
+        matches!(self, TradeStatus::TradeSuccess | TradeStatus::TradeFinished)
+    }
+}
+
+/// The fields of a trade notification a merchant must check and act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TradeNotification {
+    pub notify_id: String,
+    pub app_id: String,
+    pub seller_id: Option<String>,
+    pub out_trade_no: String,
+    pub trade_no: String,
+    pub trade_status: TradeStatus,
+    pub total_amount: Fen,
+    pub receipt_amount: Option<Fen>,
+    pub buyer_id: Option<String>,
+    /// Beijing time, as sent.
+    pub gmt_payment: Option<String>,
+}
+
+impl VerifiedNotification {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.params.get(key).map(String::as_str)
+    }
+
+    /// All verified parameters, in key order.
+    pub fn params(&self) -> &BTreeMap<String, String> {
+        &self.params
+    }
+
+    /// Reads the trade fields; amounts become [`Fen`].
+    pub fn trade(&self) -> Result<TradeNotification, NotifyError> {
+        let required = |key: &'static str| {
+            self.get(key)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .ok_or(NotifyError::Missing(key))
+        };
+        let optional = |key: &str| self.get(key).filter(|v| !v.is_empty()).map(str::to_owned);
+        let amount = |key: &'static str, text: &str| {
+            Fen::from_yuan(text).map_err(|e: AmountError| NotifyError::Invalid {
+                field: key,
+                reason: e.to_string(),
+            })
+        };
+        let status_text = required("trade_status")?;
+        let trade_status =
+            TradeStatus::parse(&status_text).ok_or_else(|| NotifyError::Invalid {
+                field: "trade_status",
+                reason: format!("unknown status {status_text:?}"),
+            })?;
+        Ok(TradeNotification {
+            notify_id: required("notify_id")?,
+            app_id: required("app_id")?,
+            seller_id: optional("seller_id"),
+            out_trade_no: required("out_trade_no")?,
+            trade_no: required("trade_no")?,
+            trade_status,
+            total_amount: amount("total_amount", &required("total_amount")?)?,
+            receipt_amount: optional("receipt_amount")
+                .map(|t| amount("receipt_amount", &t))
+                .transpose()?,
+            buyer_id: optional("buyer_id"),
+            gmt_payment: optional("gmt_payment"),
+        })
+    }
+}
+
+/// Builds a signed notification form body (UTF-8 or GBK) — what Alipay sends, and what the
+/// sandbox and tests send.
+pub fn sign_form(
+    params: &[(&str, &str)],
+    encoding: &'static Encoding,
+    key: &crate::keys::PrivateKey,
+) -> Result<String, crate::backend::SignFailed> {
+    let encoded: Vec<(Vec<u8>, Vec<u8>)> = params
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), encoding.encode(v).0.into_owned()))
+        .collect();
+    let content = canonical::notification_content(
+        encoded.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+    );
+    let sign = key.sign_base64(&content)?;
+    let signature = [
+        (b"sign".to_vec(), sign.into_bytes()),
+        (b"sign_type".to_vec(), b"RSA2".to_vec()),
+    ];
+    let mut body = String::new();
+    for (k, v) in encoded.iter().chain(signature.iter()) {
+        if !body.is_empty() {
+            body.push('&');
+        }
+        body.extend(form_urlencoded::byte_serialize(k));
+        body.push('=');
+        body.extend(form_urlencoded::byte_serialize(v));
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_once_with_plus_as_space() -> Result<(), NotifyError> {
+        let pairs = decode_form(b"a=1+2&b=%2B&c=%252B&d&e=")?;
+        let expect: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"a".to_vec(), b"1 2".to_vec()),
+            (b"b".to_vec(), b"+".to_vec()),
+            (b"c".to_vec(), b"%2B".to_vec()),
+            (b"d".to_vec(), b"".to_vec()),
+            (b"e".to_vec(), b"".to_vec()),
+        ];
+        assert_eq!(pairs, expect);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_repeated_parameters() {
+        assert_eq!(
+            decode_form(b"a=1&a=2"),
+            Err(NotifyError::RepeatedParameter("a".into()))
+        );
+    }
+
+    #[test]
+    fn accepts_only_utf8_and_gbk() {
+        let with = |label: &[u8]| charset_of(&[(b"charset".to_vec(), label.to_vec())]);
+        assert_eq!(with(b"utf-8"), Ok(encoding_rs::UTF_8));
+        assert_eq!(with(b"UTF-8"), Ok(encoding_rs::UTF_8));
+        assert_eq!(with(b"GBK"), Ok(encoding_rs::GBK));
+        assert_eq!(with(b"gb2312"), Ok(encoding_rs::GBK));
+        assert!(with(b"latin1").is_err());
+        assert_eq!(charset_of(&[]), Ok(encoding_rs::UTF_8));
+    }
+}
