@@ -24,9 +24,7 @@ pub fn request_content<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>)
 
 /// The notification string over raw (percent-decoded, not transcoded) bytes: every received
 /// parameter except `sign` and `sign_type`, sorted by key bytes, `key=value` joined by `&`.
-pub fn notification_content<'a>(
-    params: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
-) -> Vec<u8> {
+pub fn notification_content<'a>(params: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
     let mut kept: Vec<(&[u8], &[u8])> = params
         .into_iter()
         .filter(|(k, _)| *k != b"sign" && *k != b"sign_type")

@@ -67,10 +67,9 @@ impl PrivateKey {
                 }
             },
             // Bare Base64 says nothing about its encoding: try PKCS#8, then PKCS#1.
-            Decoded::Bare(der) => vec![
-                PrivateKeyDer::Pkcs8(der.clone()),
-                PrivateKeyDer::Pkcs1(der),
-            ],
+            Decoded::Bare(der) => {
+                vec![PrivateKeyDer::Pkcs8(der.clone()), PrivateKeyDer::Pkcs1(der)]
+            }
         };
         let signer = candidates
             .iter()

@@ -101,9 +101,8 @@ pub fn verify(
         ));
     }
     let encoding = charset_of(&pairs)?;
-    let content = canonical::notification_content(
-        pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-    );
+    let content =
+        canonical::notification_content(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
     let mut last_error = VerifyError::Mismatch;
     let verified = verifier.notification_keys().into_iter().any(|key| {
         match key.verify_base64(&content, &sign) {
@@ -241,9 +240,8 @@ pub fn sign_form(
         .iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), encoding.encode(v).0.into_owned()))
         .collect();
-    let content = canonical::notification_content(
-        encoded.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-    );
+    let content =
+        canonical::notification_content(encoded.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
     let sign = key.sign_base64(&content)?;
     let signature = [
         (b"sign".to_vec(), sign.into_bytes()),

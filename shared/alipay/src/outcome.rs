@@ -106,7 +106,9 @@ pub fn classify<T: DeserializeOwned>(
 ) -> Outcome<T> {
     let verified = match response::verify(body, method, verifier) {
         Ok(verified) => verified,
-        Err(ResponseError::Unsigned { status: Some(status) }) => return classify_unsigned(status),
+        Err(ResponseError::Unsigned {
+            status: Some(status),
+        }) => return classify_unsigned(status),
         Err(e) => return Outcome::Unknown(UnknownCause::Unverifiable(e.to_string())),
     };
     let status = match verified.status() {

@@ -97,7 +97,11 @@ pub fn split<'a>(body: &'a str, method: &str) -> Result<ResponseParts<'a>, Respo
     let single = |name: &str| -> Result<Option<&'a RawValue>, ()> {
         let mut found = entries.iter().filter(|(k, _)| k == name).map(|(_, v)| *v);
         let first = found.next();
-        if found.next().is_some() { Err(()) } else { Ok(first) }
+        if found.next().is_some() {
+            Err(())
+        } else {
+            Ok(first)
+        }
     };
     let method_node =
         single(&wanted).map_err(|()| ResponseError::RepeatedRootNode(wanted.clone()))?;

@@ -13,7 +13,10 @@ pub fn beijing() -> FixedOffset {
 
 /// `2024-01-01 12:00:00` in Beijing time.
 pub fn format_beijing(instant: DateTime<Utc>) -> String {
-    instant.with_timezone(&beijing()).format(WIRE_FORMAT).to_string()
+    instant
+        .with_timezone(&beijing())
+        .format(WIRE_FORMAT)
+        .to_string()
 }
 
 /// Parses an Alipay time (Beijing time, no offset) into an instant.
@@ -38,20 +41,31 @@ mod tests {
     #[test]
     fn formats_in_beijing_time_whatever_the_host_zone() {
         let instant = Utc.with_ymd_and_hms(2024, 1, 1, 4, 0, 0).single();
-        assert_eq!(instant.map(format_beijing).as_deref(), Some("2024-01-01 12:00:00"));
+        assert_eq!(
+            instant.map(format_beijing).as_deref(),
+            Some("2024-01-01 12:00:00")
+        );
     }
 
     #[test]
     fn parses_back_to_the_same_instant() {
         let parsed = parse_beijing("2019-08-15 15:56:24").ok();
-        assert_eq!(parsed.map(format_beijing).as_deref(), Some("2019-08-15 15:56:24"));
+        assert_eq!(
+            parsed.map(format_beijing).as_deref(),
+            Some("2019-08-15 15:56:24")
+        );
         assert_eq!(parsed.map(|t| t.timestamp()), Some(1_565_855_784));
     }
 
     #[test]
     fn only_the_wire_shape_is_a_wire_time() {
         assert!(is_wire_time("2014-07-24 03:07:50"));
-        for bad in ["2014-07-24T03:07:50", "2014-07-24 3:07:50", "2014-07-24 03:07:50Z", ""] {
+        for bad in [
+            "2014-07-24T03:07:50",
+            "2014-07-24 3:07:50",
+            "2014-07-24 03:07:50Z",
+            "",
+        ] {
             assert!(!is_wire_time(bad), "{bad}");
         }
     }

@@ -22,7 +22,12 @@ impl Rsa2Signer for Signer {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignFailed> {
         let mut signature = vec![0; self.0.public_modulus_len()];
         self.0
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut signature,
+            )
             .map_err(|_| SignFailed)?;
         Ok(signature)
     }
