@@ -1,0 +1,17 @@
+//! The order domain of face-to-face payments, independent of AWS and of Lambda.
+//!
+//! - [`amount`]: order amounts (integer fen, bounded as Alipay bounds them).
+//! - [`out_trade_no`]: the merchant's order number and a generator for callers without one.
+//! - [`order`]: an order, its status, and the transitions that are the only way to change it.
+//! - [`ports`]: the small traits handlers are generic over (store, scheduler, gateway, clock).
+
+pub mod amount;
+pub mod auth;
+pub mod order;
+pub mod out_trade_no;
+pub mod ports;
+
+pub use alipay::Fen;
+pub use amount::OrderAmount;
+pub use order::{Order, OrderStatus, Scene};
+pub use out_trade_no::OutTradeNo;

@@ -1,0 +1,493 @@
+//! An order and its state machine. Fields are private: an order is created by
+//! [`Order::claim`] and changed only through the transition methods, each of which yields a
+//! [`Transition`] (the expected current state, the next state and its audit event) that a
+//! store applies as one conditional write.
+//!
+//! ```text
+//! CREATING ──▶ PENDING ──▶ PAID
+//!    │            ├──────▶ CLOSED
+//!    ├──▶ PAID    └──────▶ FAILED
+//!    ├──▶ CLOSED
+//!    └──▶ FAILED
+//! ```
+//! CREATING is the claim: the order number is ours and Alipay is being called. A claim carries
+//! a lease; a retry that finds an expired lease takes the claim over and asks Alipay what
+//! happened instead of guessing.
+
+use crate::{OrderAmount, OutTradeNo};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Creating,
+    Pending,
+    Paid,
+    Closed,
+    Failed,
+}
+
+impl OrderStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Creating => "CREATING",
+            OrderStatus::Pending => "PENDING",
+            OrderStatus::Paid => "PAID",
+            OrderStatus::Closed => "CLOSED",
+            OrderStatus::Failed => "FAILED",
+        }
+    }
+
+    /// No further transition out of these (refunds will extend PAID later).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::Failed
+        )
+    }
+}
+
+/// How the buyer pays: scanning our QR code, or our cashier scanning the buyer's barcode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scene {
+    Qr,
+    Barcode,
+}
+
+/// Why an order failed, as the cashier needs it (Alipay's `sub_code` when Alipay refused).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderFailure {
+    pub code: String,
+    pub message: String,
+}
+
+/// What the caller asked for, validated; becomes an order when claimed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub out_trade_no: OutTradeNo,
+    pub amount: OrderAmount,
+    pub subject: String,
+    pub scene: Scene,
+    pub store_id: Option<String>,
+    pub operator_id: Option<String>,
+    pub terminal_id: Option<String>,
+    /// Hash of the normalised request, to tell a retry from a different request.
+    pub request_hash: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    out_trade_no: OutTradeNo,
+    amount: OrderAmount,
+    subject: String,
+    scene: Scene,
+    store_id: Option<String>,
+    operator_id: Option<String>,
+    terminal_id: Option<String>,
+    request_hash: String,
+    status: OrderStatus,
+    version: u64,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    lease_until: Option<DateTime<Utc>>,
+    qr_code: Option<String>,
+    alipay_trade_no: Option<String>,
+    paid_at: Option<DateTime<Utc>>,
+    closed_at: Option<DateTime<Utc>>,
+    last_synced_at: Option<DateTime<Utc>>,
+    failure: Option<OrderFailure>,
+}
+
+/// Who told us a payment happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentSource {
+    PayResponse,
+    Query,
+    Notification,
+}
+
+/// The audit record of one transition, committed together with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    pub out_trade_no: OutTradeNo,
+    /// The order's version after the transition (events of one order are numbered by it).
+    pub version: u64,
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    pub kind: EventKind,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    Claimed,
+    LeaseTakenOver,
+    CreatedAtAlipay,
+    Synced,
+    Paid {
+        alipay_trade_no: String,
+        source: PaymentSource,
+    },
+    Closed {
+        reason: String,
+    },
+    Failed {
+        failure: OrderFailure,
+    },
+}
+
+/// One conditional write: apply `next` only if the stored order still has
+/// `expected_status` and `expected_version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub expected_status: OrderStatus,
+    pub expected_version: u64,
+    pub next: Order,
+    pub event: OrderEvent,
+}
+
+/// The requested change does not apply to the order's current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("order {out_trade_no} cannot go from {from:?} to {to:?}")]
+pub struct IllegalTransition {
+    pub out_trade_no: OutTradeNo,
+    pub from: OrderStatus,
+    pub to: OrderStatus,
+}
+
+impl Order {
+    /// The first state of an order: claimed, Alipay not yet called.
+    pub fn claim(new: NewOrder, now: DateTime<Utc>, lease: Duration) -> (Order, OrderEvent) {
+        let order = Order {
+            out_trade_no: new.out_trade_no,
+            amount: new.amount,
+            subject: new.subject,
+            scene: new.scene,
+            store_id: new.store_id,
+            operator_id: new.operator_id,
+            terminal_id: new.terminal_id,
+            request_hash: new.request_hash,
+            status: OrderStatus::Creating,
+            version: 1,
+            created_at: now,
+            expires_at: new.expires_at,
+            lease_until: Some(now + lease),
+            qr_code: None,
+            alipay_trade_no: None,
+            paid_at: None,
+            closed_at: None,
+            last_synced_at: None,
+            failure: None,
+        };
+        let event = OrderEvent {
+            out_trade_no: order.out_trade_no.clone(),
+            version: 1,
+            from: None,
+            to: OrderStatus::Creating,
+            kind: EventKind::Claimed,
+            at: now,
+        };
+        (order, event)
+    }
+
+    fn transition(
+        &self,
+        allowed_from: &[OrderStatus],
+        to: OrderStatus,
+        kind: EventKind,
+        now: DateTime<Utc>,
+        change: impl FnOnce(&mut Order),
+    ) -> Result<Transition, IllegalTransition> {
+        if !allowed_from.contains(&self.status) {
+            return Err(IllegalTransition {
+                out_trade_no: self.out_trade_no.clone(),
+                from: self.status,
+                to,
+            });
+        }
+        let mut next = self.clone();
+        next.status = to;
+        next.version = self.version + 1;
+        if to != OrderStatus::Creating {
+            next.lease_until = None;
+        }
+        change(&mut next);
+        let event = OrderEvent {
+            out_trade_no: self.out_trade_no.clone(),
+            version: next.version,
+            from: Some(self.status),
+            to,
+            kind,
+            at: now,
+        };
+        Ok(Transition {
+            expected_status: self.status,
+            expected_version: self.version,
+            next,
+            event,
+        })
+    }
+
+    /// A retry found this claim abandoned (lease expired) and takes it over.
+    pub fn take_over_lease(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating],
+            OrderStatus::Creating,
+            EventKind::LeaseTakenOver,
+            now,
+            |o| o.lease_until = Some(now + lease),
+        )
+    }
+
+    /// Alipay accepted the order and the buyer has not paid yet (QR code issued, or a barcode
+    /// payment waiting for the buyer's confirmation).
+    pub fn created_at_alipay(
+        &self,
+        qr_code: Option<String>,
+        alipay_trade_no: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating],
+            OrderStatus::Pending,
+            EventKind::CreatedAtAlipay,
+            now,
+            |o| {
+                o.qr_code = qr_code.or(o.qr_code.take());
+                o.alipay_trade_no = alipay_trade_no.or(o.alipay_trade_no.take());
+                o.last_synced_at = Some(now);
+            },
+        )
+    }
+
+    /// Alipay has been asked and the order is still waiting: remember when we last looked.
+    pub fn synced(&self, now: DateTime<Utc>) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Pending],
+            OrderStatus::Pending,
+            EventKind::Synced,
+            now,
+            |o| o.last_synced_at = Some(now),
+        )
+    }
+
+    pub fn paid(
+        &self,
+        alipay_trade_no: String,
+        paid_at: DateTime<Utc>,
+        source: PaymentSource,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        let kind = EventKind::Paid {
+            alipay_trade_no: alipay_trade_no.clone(),
+            source,
+        };
+        self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            OrderStatus::Paid,
+            kind,
+            now,
+            |o| {
+                o.alipay_trade_no = Some(alipay_trade_no);
+                o.paid_at = Some(paid_at);
+                o.last_synced_at = Some(now);
+            },
+        )
+    }
+
+    pub fn closed(
+        &self,
+        reason: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        let reason = reason.into();
+        self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            OrderStatus::Closed,
+            EventKind::Closed { reason },
+            now,
+            |o| {
+                o.closed_at = Some(now);
+                o.last_synced_at = Some(now);
+            },
+        )
+    }
+
+    pub fn failed(
+        &self,
+        failure: OrderFailure,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            OrderStatus::Failed,
+            EventKind::Failed {
+                failure: failure.clone(),
+            },
+            now,
+            |o| {
+                o.failure = Some(failure);
+                o.closed_at = Some(now);
+            },
+        )
+    }
+
+    pub fn out_trade_no(&self) -> &OutTradeNo {
+        &self.out_trade_no
+    }
+    pub fn amount(&self) -> OrderAmount {
+        self.amount
+    }
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    pub fn scene(&self) -> Scene {
+        self.scene
+    }
+    pub fn store_id(&self) -> Option<&str> {
+        self.store_id.as_deref()
+    }
+    pub fn operator_id(&self) -> Option<&str> {
+        self.operator_id.as_deref()
+    }
+    pub fn terminal_id(&self) -> Option<&str> {
+        self.terminal_id.as_deref()
+    }
+    pub fn request_hash(&self) -> &str {
+        &self.request_hash
+    }
+    pub fn status(&self) -> OrderStatus {
+        self.status
+    }
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.created_at
+    }
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
+    }
+    pub fn lease_until(&self) -> Option<DateTime<Utc>> {
+        self.lease_until
+    }
+    pub fn qr_code(&self) -> Option<&str> {
+        self.qr_code.as_deref()
+    }
+    pub fn alipay_trade_no(&self) -> Option<&str> {
+        self.alipay_trade_no.as_deref()
+    }
+    pub fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.paid_at
+    }
+    pub fn closed_at(&self) -> Option<DateTime<Utc>> {
+        self.closed_at
+    }
+    pub fn last_synced_at(&self) -> Option<DateTime<Utc>> {
+        self.last_synced_at
+    }
+    pub fn failure(&self) -> Option<&OrderFailure> {
+        self.failure.as_ref()
+    }
+
+    /// A claim whose holder is presumed dead.
+    pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {
+        self.status == OrderStatus::Creating && self.lease_until.is_none_or(|until| until <= now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + seconds, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn claimed() -> Order {
+        let new = NewOrder {
+            out_trade_no: OutTradeNo::generate(),
+            amount: OrderAmount::from_fen(100).unwrap_or_else(|_| unreachable!()),
+            subject: "coffee".into(),
+            scene: Scene::Qr,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "h".into(),
+            expires_at: at(900),
+        };
+        Order::claim(new, at(0), Duration::seconds(30)).0
+    }
+
+    #[test]
+    fn a_claim_starts_creating_at_version_one_with_a_lease() {
+        let order = claimed();
+        assert_eq!(order.status(), OrderStatus::Creating);
+        assert_eq!(order.version(), 1);
+        assert!(!order.lease_expired(at(29)));
+        assert!(order.lease_expired(at(30)));
+    }
+
+    #[test]
+    fn transitions_expect_the_current_state_and_bump_the_version() {
+        let order = claimed();
+        let pending = order
+            .created_at_alipay(Some("https://qr.alipay.com/x".into()), None, at(1))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(pending.expected_status, OrderStatus::Creating);
+        assert_eq!(pending.expected_version, 1);
+        assert_eq!(pending.next.status(), OrderStatus::Pending);
+        assert_eq!(pending.next.version(), 2);
+        assert_eq!(pending.next.lease_until(), None);
+        assert_eq!(pending.event.version, 2);
+        assert_eq!(pending.event.from, Some(OrderStatus::Creating));
+
+        let paid = pending
+            .next
+            .paid("2024".into(), at(5), PaymentSource::Notification, at(6))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(paid.next.status(), OrderStatus::Paid);
+        assert_eq!(paid.next.alipay_trade_no(), Some("2024"));
+        assert_eq!(paid.next.qr_code(), Some("https://qr.alipay.com/x"));
+    }
+
+    #[test]
+    fn final_states_refuse_every_transition() {
+        let closed = claimed()
+            .closed("expired", at(1))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(
+            closed
+                .paid("t".into(), at(2), PaymentSource::Query, at(2))
+                .is_err()
+        );
+        assert!(closed.closed("again", at(2)).is_err());
+        assert!(closed.synced(at(2)).is_err());
+        assert!(closed.created_at_alipay(None, None, at(2)).is_err());
+        assert!(closed.take_over_lease(at(2), Duration::seconds(1)).is_err());
+    }
+
+    #[test]
+    fn only_creating_orders_can_have_their_lease_taken_over() {
+        let order = claimed();
+        let taken = order
+            .take_over_lease(at(31), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(taken.next.status(), OrderStatus::Creating);
+        assert_eq!(taken.next.lease_until(), Some(at(61)));
+        assert!(taken.next.synced(at(32)).is_err(), "a claim is not pending");
+    }
+}

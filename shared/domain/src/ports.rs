@@ -1,0 +1,92 @@
+//! The small traits handlers are generic over, so they run against DynamoDB and SQS in
+//! Lambda, against the AWS emulator in integration tests, and against fakes in unit tests.
+
+use crate::OutTradeNo;
+use crate::order::{Order, OrderEvent, Transition};
+use chrono::{DateTime, Utc};
+use std::future::Future;
+use std::time::Duration;
+
+/// The store could not answer (throttling, network, a malformed item). Conditional-check
+/// failures are not errors: they are [`Claim::Exists`] and [`Applied::Conflict`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the order store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("a stored item is malformed: {0}")]
+    Corrupt(String),
+}
+
+/// The result of claiming an order number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The number was free; the order is now stored in its first state.
+    Claimed,
+    /// The number is taken; this is the stored order (returned by the failed condition).
+    Exists(Order),
+}
+
+/// The result of a conditional transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Written; the order as stored now.
+    Applied(Order),
+    /// Someone else changed the order first; the order as stored now, if it still exists.
+    Conflict(Option<Order>),
+}
+
+pub trait OrderStore: Send + Sync {
+    /// Stores a new order if its number is free, with its first audit event, atomically.
+    fn claim(
+        &self,
+        order: &Order,
+        event: &OrderEvent,
+    ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
+
+    fn get(
+        &self,
+        out_trade_no: &OutTradeNo,
+    ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
+
+    /// Applies a transition and its audit event in one conditional write.
+    fn apply(
+        &self,
+        transition: &Transition,
+    ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the expiry could not be scheduled: {0}")]
+pub struct ScheduleError(pub String);
+
+/// Makes sure the timeout-close function sees an order when it is due.
+pub trait ExpiryScheduler: Send + Sync {
+    fn schedule(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
+}
+
+/// Whether a merchant-API nonce was seen before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceCheck {
+    Fresh,
+    Replayed,
+}
+
+/// Remembers request nonces per key for the replay window (a conditional put with a TTL).
+pub trait NonceStore: Send + Sync {
+    fn remember(
+        &self,
+        key_id: &str,
+        nonce: &str,
+        forget_after: DateTime<Utc>,
+    ) -> impl Future<Output = Result<NonceCheck, StoreError>> + Send;
+}
+
+/// Time, injectable so tests can move it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
