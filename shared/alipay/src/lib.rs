@@ -11,9 +11,11 @@
 //!
 //! Amounts are [`Fen`] everywhere; yuan strings exist only on the wire.
 
+pub mod api;
 pub mod backend;
 pub mod canonical;
 pub mod cert;
+pub mod client;
 pub mod keys;
 pub mod money;
 pub mod notify;

@@ -36,8 +36,11 @@ pub enum NotifyError {
     Invalid { field: &'static str, reason: String },
 }
 
+/// Decoded form parameters as raw bytes, in the order received.
+type RawParams = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Splits `a=1&b=2` and percent-decodes each key and value once (`+` is a space).
-fn decode_form(raw: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NotifyError> {
+fn decode_form(raw: &[u8]) -> Result<RawParams, NotifyError> {
     let decode = |part: &[u8]| -> Vec<u8> {
         let spaced: Vec<u8> = part
             .iter()
@@ -45,7 +48,7 @@ fn decode_form(raw: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, NotifyError> {
             .collect();
         percent_decode(&spaced).collect()
     };
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut pairs: RawParams = Vec::new();
     for pair in raw.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
         let (key, value) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -236,7 +239,7 @@ pub fn sign_form(
     encoding: &'static Encoding,
     key: &crate::keys::PrivateKey,
 ) -> Result<String, crate::backend::SignFailed> {
-    let encoded: Vec<(Vec<u8>, Vec<u8>)> = params
+    let encoded: RawParams = params
         .iter()
         .map(|(k, v)| (k.as_bytes().to_vec(), encoding.encode(v).0.into_owned()))
         .collect();
