@@ -23,6 +23,9 @@ type BenchResult<T> = Result<T, Box<dyn Error>>;
 /// The default backend must reach at least OpenSSL's rate divided by this, for sign and verify.
 const TARGET_SLOWDOWN: f64 = 1.3;
 const DEFAULT_SECONDS: f64 = 2.0;
+/// Each operation's budget is split into this many rounds, interleaved with every other
+/// operation's; the best round is reported, as the least disturbed by other work.
+const ROUNDS: u32 = 5;
 const QUERY_METHOD: &str = "alipay.trade.query";
 
 fn main() -> BenchResult<()> {
@@ -70,27 +73,20 @@ fn main() -> BenchResult<()> {
     }
 
     println!(
-        "machine: {} ({} logical CPUs, load average {}); {:.1} s per measurement after a \
-         {:.2} s warm-up",
+        "machine: {} ({} logical CPUs, load average {})",
         cpu_model().unwrap_or_else(|| "unknown CPU".into()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average().unwrap_or_else(|| "unknown".into()),
-        budget.as_secs_f64(),
-        warm_up(budget).as_secs_f64(),
     );
-    let openssl = openssl_speed(budget);
+    println!(
+        "each operation: {:.2} s warm-up, then {ROUNDS} interleaved rounds of {:.2} s; best round \
+         reported",
+        warm_up(budget).as_secs_f64(),
+        (budget / ROUNDS).as_secs_f64(),
+    );
 
-    let mut rows = Vec::new();
-    for key in &keys {
-        for op in Op::ALL {
-            let ops_per_sec = measure(budget, op.prepare(key, &fixtures))?;
-            rows.push(Row {
-                op,
-                backend: key.backend,
-                ops_per_sec,
-            });
-        }
-    }
+    let mut openssl = OpenSsl::detect(budget);
+    let rows = measure_all(budget, &keys, &fixtures, &mut openssl)?;
 
     print_table(&rows, &fixtures, openssl.as_ref());
     print_verdict(&rows, openssl.as_ref());
@@ -369,18 +365,72 @@ impl Op {
 struct Row {
     op: Op,
     backend: Backend,
+    /// Operations per second in the best round.
     ops_per_sec: f64,
+    /// Operations per second over all rounds.
+    mean_ops_per_sec: f64,
 }
 
 fn warm_up(budget: Duration) -> Duration {
     (budget / 5).min(Duration::from_millis(500))
 }
 
-/// Operations per second over `budget` of wall-clock time, after a short warm-up.
-fn measure(budget: Duration, mut op: Operation<'_>) -> BenchResult<f64> {
-    run_for(warm_up(budget), &mut op)?;
-    let (count, elapsed) = run_for(budget, &mut op)?;
-    Ok(count as f64 / elapsed.as_secs_f64())
+/// Every operation on every backend for `budget` of wall-clock time each, after a warm-up,
+/// in [`ROUNDS`] rounds that visit every operation in turn, so that a burst of other work on the
+/// machine spoils one round of many operations rather than all of one.
+/// OpenSSL, when present, runs once per round too.
+fn measure_all(
+    budget: Duration,
+    keys: &[Keys],
+    fixtures: &Fixtures,
+    openssl: &mut Option<OpenSsl>,
+) -> BenchResult<Vec<Row>> {
+    struct Tally<'a> {
+        op: Op,
+        backend: Backend,
+        run: Operation<'a>,
+        count: u64,
+        elapsed: Duration,
+        best: f64,
+    }
+    let mut tallies = Vec::new();
+    for key in keys {
+        for op in Op::ALL {
+            let mut run = op.prepare(key, fixtures);
+            run_for(warm_up(budget), &mut run)?;
+            tallies.push(Tally {
+                op,
+                backend: key.backend,
+                run,
+                count: 0,
+                elapsed: Duration::ZERO,
+                best: 0.0,
+            });
+        }
+    }
+    for _ in 0..ROUNDS {
+        for tally in &mut tallies {
+            let (count, elapsed) = run_for(budget / ROUNDS, &mut tally.run)?;
+            tally.count += count;
+            tally.elapsed += elapsed;
+            tally.best = tally.best.max(count as f64 / elapsed.as_secs_f64());
+        }
+        if let Some(ssl) = openssl.as_mut()
+            && let Err(note) = ssl.run()
+        {
+            println!("note: {note}; ratios to OpenSSL skipped");
+            *openssl = None;
+        }
+    }
+    Ok(tallies
+        .into_iter()
+        .map(|t| Row {
+            op: t.op,
+            backend: t.backend,
+            ops_per_sec: t.best,
+            mean_ops_per_sec: t.count as f64 / t.elapsed.as_secs_f64(),
+        })
+        .collect())
 }
 
 fn run_for(budget: Duration, op: &mut Operation<'_>) -> BenchResult<(u64, Duration)> {
@@ -396,70 +446,89 @@ fn run_for(budget: Duration, op: &mut Operation<'_>) -> BenchResult<(u64, Durati
     }
 }
 
+/// `openssl speed rsa2048`, run once per round between our operations, like them.
 struct OpenSsl {
     version: String,
-    sign_per_sec: f64,
-    verify_per_sec: f64,
+    /// `-seconds` per run (whole seconds; OpenSSL signs that long, then verifies that long).
+    seconds: u64,
+    runs: u32,
+    best: [f64; 2],
+    sum: [f64; 2],
 }
 
 impl OpenSsl {
-    fn rate(&self, baseline: Baseline) -> f64 {
+    /// Finds `openssl` on PATH. Any problem is reported and the ratios skipped.
+    fn detect(budget: Duration) -> Option<OpenSsl> {
+        let version = match Command::new("openssl").arg("version").output() {
+            Ok(out) if out.status.success() => {
+                String::from_utf8_lossy(&out.stdout).trim().to_owned()
+            }
+            Ok(out) => {
+                println!(
+                    "note: `openssl version` failed ({}); ratios to OpenSSL skipped",
+                    out.status
+                );
+                return None;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                println!("note: `openssl` is not on PATH; ratios to OpenSSL skipped");
+                return None;
+            }
+            Err(e) => {
+                println!("note: cannot run `openssl` ({e}); ratios to OpenSSL skipped");
+                return None;
+            }
+        };
+        let seconds = (budget / ROUNDS).as_secs_f64().ceil().max(1.0) as u64;
+        println!("baseline: `openssl speed -seconds {seconds} rsa2048` once per round ({version})");
+        Some(OpenSsl {
+            version,
+            seconds,
+            runs: 0,
+            best: [0.0; 2],
+            sum: [0.0; 2],
+        })
+    }
+
+    /// One run; a failure is described for the caller to report.
+    fn run(&mut self) -> Result<(), String> {
+        let out = Command::new("openssl")
+            .args(["speed", "-seconds", &self.seconds.to_string(), "rsa2048"])
+            .output()
+            .map_err(|e| format!("`openssl speed` could not run ({e})"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rates = parse_speed_rsa2048(&stdout)
+            .filter(|_| out.status.success())
+            .ok_or_else(|| {
+                format!(
+                    "no `rsa 2048 bits` result in `openssl speed` output ({}); output was:\n\
+                     {stdout}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        for (i, rate) in [rates.0, rates.1].into_iter().enumerate() {
+            self.best[i] = self.best[i].max(rate);
+            self.sum[i] += rate;
+        }
+        self.runs += 1;
+        Ok(())
+    }
+
+    fn index(baseline: Baseline) -> usize {
         match baseline {
-            Baseline::Sign => self.sign_per_sec,
-            Baseline::Verify => self.verify_per_sec,
+            Baseline::Sign => 0,
+            Baseline::Verify => 1,
         }
     }
-}
 
-/// Runs `openssl speed -seconds N rsa2048`. Any problem is reported and the ratios skipped.
-fn openssl_speed(budget: Duration) -> Option<OpenSsl> {
-    let version = match Command::new("openssl").arg("version").output() {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        Ok(out) => {
-            println!(
-                "note: `openssl version` failed ({}); ratios to OpenSSL skipped",
-                out.status
-            );
-            return None;
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            println!("note: `openssl` is not on PATH; ratios to OpenSSL skipped");
-            return None;
-        }
-        Err(e) => {
-            println!("note: cannot run `openssl` ({e}); ratios to OpenSSL skipped");
-            return None;
-        }
-    };
-    // `-seconds` takes whole seconds; OpenSSL spends that long on sign, then on verify.
-    let seconds = budget.as_secs_f64().ceil().max(1.0).to_string();
-    println!("running `openssl speed -seconds {seconds} rsa2048` ({version}) ...");
-    let out = match Command::new("openssl")
-        .args(["speed", "-seconds", &seconds, "rsa2048"])
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            println!("note: `openssl speed` could not run ({e}); ratios to OpenSSL skipped");
-            return None;
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    match parse_speed_rsa2048(&stdout) {
-        Some((sign_per_sec, verify_per_sec)) if out.status.success() => Some(OpenSsl {
-            version,
-            sign_per_sec,
-            verify_per_sec,
-        }),
-        _ => {
-            println!(
-                "note: no `rsa 2048 bits` result in `openssl speed` output ({}); ratios to \
-                 OpenSSL skipped. Output was:\n{stdout}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
-            None
-        }
+    /// The best run's rate, comparable with our best round.
+    fn rate(&self, baseline: Baseline) -> f64 {
+        self.best[Self::index(baseline)]
+    }
+
+    fn mean_rate(&self, baseline: Baseline) -> f64 {
+        self.sum[Self::index(baseline)] / f64::from(self.runs.max(1))
     }
 }
 
@@ -516,31 +585,40 @@ fn print_table(rows: &[Row], fixtures: &Fixtures, openssl: Option<&OpenSsl>) {
     let width = Op::ALL
         .iter()
         .map(|op| op.label(fixtures).chars().count())
-        .chain([26])
+        .chain(["openssl speed rsa2048 verify".len()])
         .max()
-        .unwrap_or(26);
+        .unwrap_or_default();
+    let line = |operation: &str, backend: &str, best: &str, mean: &str, ssl: &str, own: &str| {
+        println!(
+            "{operation:<width$}  {backend:<16}  {best:>10}  {mean:>10}  {ssl:>13}  {own:>13}"
+        );
+    };
     println!();
-    println!(
-        "{:<width$}  {:<16}  {:>10}  {:>16}  {:>13}",
-        "operation", "backend", "ops/s", "vs OpenSSL", "vs own verify"
+    line(
+        "operation",
+        "backend",
+        "best ops/s",
+        "mean ops/s",
+        "vs OpenSSL",
+        "vs own verify",
     );
-    println!("{}", "-".repeat(width + 2 + 16 + 2 + 10 + 2 + 16 + 2 + 13));
+    println!(
+        "{}",
+        "-".repeat(width + 2 + 16 + 2 + 10 + 2 + 10 + 2 + 13 + 2 + 13)
+    );
     if let Some(ssl) = openssl {
-        for (label, rate) in [
-            ("openssl speed rsa2048 sign", ssl.sign_per_sec),
-            ("openssl speed rsa2048 verify", ssl.verify_per_sec),
+        let name: Vec<&str> = ssl.version.split_whitespace().take(2).collect();
+        for (label, baseline) in [
+            ("openssl speed rsa2048 sign", Baseline::Sign),
+            ("openssl speed rsa2048 verify", Baseline::Verify),
         ] {
-            println!(
-                "{:<width$}  {:<16}  {:>10.1}  {:>16}  {:>13}",
+            line(
                 label,
-                ssl.version
-                    .split_whitespace()
-                    .take(2)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                rate,
+                &name.join(" "),
+                &format!("{:.1}", ssl.rate(baseline)),
+                &format!("{:.1}", ssl.mean_rate(baseline)),
                 "1.00x",
-                ""
+                "",
             );
         }
     }
@@ -558,22 +636,20 @@ fn print_table(rows: &[Row], fixtures: &Fixtures, openssl: Option<&OpenSsl>) {
                 )
             },
         );
-        let versus_own = if row.op.is_full_verification() {
-            rows.iter()
-                .find(|r| r.backend == row.backend && r.op == Op::Verify)
-                .map_or_else(String::new, |raw| {
-                    format!("{:.2}x", row.ops_per_sec / raw.ops_per_sec)
-                })
-        } else {
-            String::new()
-        };
-        println!(
-            "{:<width$}  {:<16}  {:>10.1}  {:>16}  {:>13}",
-            row.op.label(fixtures),
+        let versus_own = rows
+            .iter()
+            .find(|r| r.backend == row.backend && r.op == Op::Verify)
+            .filter(|_| row.op.is_full_verification())
+            .map_or_else(String::new, |raw| {
+                format!("{:.2}x", row.ops_per_sec / raw.ops_per_sec)
+            });
+        line(
+            &row.op.label(fixtures),
             row.backend.name(),
-            row.ops_per_sec,
-            versus_openssl,
-            versus_own
+            &format!("{:.1}", row.ops_per_sec),
+            &format!("{:.1}", row.mean_ops_per_sec),
+            &versus_openssl,
+            &versus_own,
         );
     }
     println!();
