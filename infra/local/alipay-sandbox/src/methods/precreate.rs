@@ -1,0 +1,64 @@
+//! `alipay.trade.precreate`: a QR code for the buyer to scan. No trade exists at Alipay until
+//! someone scans it; repeating the identical request returns the same QR code.
+
+use super::Call;
+use super::views::{context_inconsistent, read_terms, trade_has_close, trade_has_success};
+use crate::answer::Answer;
+use crate::biz::QR_LIFETIME;
+use crate::ids;
+use crate::state::{Ctx, State};
+use crate::trade::{Product, Stage, Trade};
+
+pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answer> {
+    let biz = &call.biz;
+    let out_trade_no = biz.required_out_trade_no()?;
+    let expiry = biz.expiry(ctx.now)?;
+    let terms = read_terms(biz, &expiry, "precreate")?;
+    if state.voided_out_trade_nos.contains(&out_trade_no) {
+        return Err(trade_has_close());
+    }
+    if let Some(existing) = state.trades.get(&out_trade_no) {
+        if existing.terms != terms {
+            return Err(context_inconsistent());
+        }
+        return match (&existing.stage, &existing.product) {
+            (Stage::AwaitingScan | Stage::WaitBuyerPay, Product::Precreate { qr_code }) => {
+                Ok(success(&out_trade_no, qr_code))
+            }
+            (Stage::TradeSuccess, _) => Err(trade_has_success()),
+            _ => Err(trade_has_close()),
+        };
+    }
+    let qr_code = ids::qr_code();
+    let trade = Trade {
+        app_id: call.app_id.clone(),
+        out_trade_no: out_trade_no.clone(),
+        trade_no: None,
+        product: Product::Precreate {
+            qr_code: qr_code.clone(),
+        },
+        terms,
+        stage: Stage::AwaitingScan,
+        notify_url: call.notify_url.clone(),
+        ordered_at: ctx.now,
+        expires_at: expiry.expires_at,
+        qr_expires_at: Some(expiry.expires_at.min(ctx.now + QR_LIFETIME)),
+        gmt_create: None,
+        gmt_payment: None,
+        gmt_close: None,
+        buyer: None,
+        refunds: Vec::new(),
+        pending: None,
+        close_reason: None,
+        cancel_action: None,
+        abandoned: false,
+    };
+    state.trades.insert(out_trade_no.clone(), trade);
+    Ok(success(&out_trade_no, &qr_code))
+}
+
+fn success(out_trade_no: &str, qr_code: &str) -> Answer {
+    Answer::success()
+        .field("out_trade_no", out_trade_no)
+        .field("qr_code", qr_code)
+}
