@@ -1,6 +1,140 @@
 #!/usr/bin/env bash
-# Installs what the test suites drive besides Rust: nothing yet beyond the toolchain.
-# Later suites add their tools here (each install is idempotent and local to the checkout).
+# Installs what the test suites drive besides Rust, into ignored folders of this checkout
+# (.local/). Needs only Python 3 (with its venv module) and the package registries.
+#
+# Every step is idempotent: it checks what is there and installs only what is missing or at
+# the wrong version, so `make test` runs this every time at almost no cost. Later suites add
+# their own step: a function below, called from the list at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-echo "test-deps: nothing to install"
+
+LOCAL_DIR=.local
+VENV="$LOCAL_DIR/venv"
+PYTHON="${PYTHON:-python3}"
+
+# The AWS emulator the AWS adapter, function and end-to-end tests start (tests/support).
+MOTO_VERSION=5.2.5
+# Older pips cannot install some of moto's dependencies (wheels with newer metadata).
+MIN_PIP_MAJOR=22
+
+say() { echo "test-deps: $*"; }
+die() {
+    echo "test-deps: error: $*" >&2
+    exit 1
+}
+
+# The project's Python virtual environment, created once.
+ensure_venv() {
+    if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        return
+    fi
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3 (3.9 or newer)"
+    say "creating the Python venv $VENV"
+    rm -rf "$VENV"
+    mkdir -p "$LOCAL_DIR"
+    "$PYTHON" -m venv "$VENV" ||
+        die "'$PYTHON -m venv' failed (on Debian or Ubuntu: apt-get install python3-venv)"
+}
+
+# pip inside the venv, upgraded only when missing or too old.
+ensure_pip() {
+    local major
+    major=$("$VENV/bin/python" -m pip --version 2>/dev/null | awk '{ split($2, v, "."); print v[1] }' || true)
+    if [[ -z "$major" ]]; then
+        say "bootstrapping pip in $VENV"
+        "$VENV/bin/python" -m ensurepip --upgrade >/dev/null || die "ensurepip failed in $VENV"
+        major=$("$VENV/bin/python" -m pip --version | awk '{ split($2, v, "."); print v[1] }')
+    fi
+    if ((major < MIN_PIP_MAJOR)); then
+        say "upgrading pip $major.x in $VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    fi
+}
+
+# True when the venv has exactly this version of a distribution.
+venv_has() {
+    "$VENV/bin/python" - "$1" "$2" <<'EOF' 2>/dev/null
+import sys
+from importlib import metadata
+try:
+    sys.exit(0 if metadata.version(sys.argv[1]) == sys.argv[2] else 1)
+except metadata.PackageNotFoundError:
+    sys.exit(1)
+EOF
+}
+
+step_moto() {
+    ensure_venv
+    if venv_has moto "$MOTO_VERSION" && [[ -x "$VENV/bin/moto_server" ]] &&
+        "$VENV/bin/python" -c 'import moto.server' 2>/dev/null; then
+        say "moto[server]==$MOTO_VERSION already installed ($VENV/bin/moto_server)"
+        return
+    fi
+    ensure_pip
+    say "installing moto[server]==$MOTO_VERSION into $VENV (a minute or two the first time)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+    "$VENV/bin/python" -c 'import moto.server' || die "moto[server] installed but does not import"
+    say "moto[server]==$MOTO_VERSION installed ($VENV/bin/moto_server)"
+}
+
+# Headless Chromium for the sandbox page's browser test (infra/local/alipay-sandbox/tests/sandbox/ui.rs):
+# Debian's package, which the test finds on PATH (or at /usr/bin/chromium). Also a CJK font,
+# optional (the test does not depend on it), so that Chinese text is legible in screenshots.
+APT=()
+# Sets APT to the apt-get command to use (root, or passwordless sudo); fails otherwise.
+ensure_apt() {
+    command -v apt-get >/dev/null 2>&1 || return 1
+    if ((EUID == 0)); then
+        APT=(apt-get)
+    elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        APT=(sudo -n apt-get)
+    else
+        return 1
+    fi
+}
+
+step_chromium() {
+    if command -v chromium >/dev/null 2>&1; then
+        say "chromium already installed ($(command -v chromium))"
+    else
+        ensure_apt || die "chromium is not installed, and apt-get cannot be run here (not root, no passwordless sudo, or no apt-get): install Debian's chromium as root ('apt-get install chromium') so that 'chromium' is on PATH"
+        say "installing chromium with apt-get (a minute or two the first time)"
+        "${APT[@]}" update -qq
+        DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends chromium >/dev/null
+        command -v chromium >/dev/null 2>&1 || die "chromium installed but not on PATH"
+        say "chromium installed ($(command -v chromium))"
+    fi
+    if ! fc-list ':lang=zh' 2>/dev/null | grep -q .; then
+        if ensure_apt && DEBIAN_FRONTEND=noninteractive "${APT[@]}" install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null; then
+            say "fonts-noto-cjk installed (Chinese text in screenshots)"
+        else
+            say "warning: no CJK font (fonts-noto-cjk): screenshots show boxes for Chinese text; tests are not affected"
+        fi
+    fi
+}
+
+# The official Alipay Python SDK (and its two crypto dependencies, pinned) for the sandbox's
+# conformance test (infra/local/alipay-sandbox/conformance/sdk_check.py).
+ALIPAY_SDK_VERSION=3.7.1411
+RSA_VERSION=4.9.1
+PYCRYPTODOME_VERSION=4.4.0
+step_alipay_sdk() {
+    ensure_venv
+    if venv_has alipay-sdk-python "$ALIPAY_SDK_VERSION" && venv_has rsa "$RSA_VERSION" &&
+        venv_has pycryptodome "$PYCRYPTODOME_VERSION" &&
+        "$VENV/bin/python" -c 'import alipay.aop.api.DefaultAlipayClient, Crypto.PublicKey.RSA' 2>/dev/null; then
+        say "alipay-sdk-python==$ALIPAY_SDK_VERSION already installed"
+        return
+    fi
+    ensure_pip
+    say "installing alipay-sdk-python==$ALIPAY_SDK_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "alipay-sdk-python==$ALIPAY_SDK_VERSION" "rsa==$RSA_VERSION" "pycryptodome==$PYCRYPTODOME_VERSION"
+    "$VENV/bin/python" -c 'import alipay.aop.api.DefaultAlipayClient, Crypto.PublicKey.RSA' ||
+        die "alipay-sdk-python installed but does not import"
+    say "alipay-sdk-python==$ALIPAY_SDK_VERSION installed"
+}
+
+step_moto
+step_chromium
+step_alipay_sdk

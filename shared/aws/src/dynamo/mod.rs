@@ -1,0 +1,27 @@
+//! One DynamoDB table for the order domain, keyed by `pk` (S) and `sk` (S).
+//!
+//! | item | `pk` | `sk` | other attributes |
+//! | --- | --- | --- | --- |
+//! | order | `ORDER#<out_trade_no>` | `ORDER` | the order's fields (`status` S and `version` N among them, used in conditions), `gsi1pk` = `DAY#<yyyy-MM-dd, Beijing time, of created_at>`, `gsi1sk` = `<created_at RFC3339, microseconds, Z>#<out_trade_no>` |
+//! | audit event | `ORDER#<out_trade_no>` | `EVENT#<version, 20 digits>` | the event's fields |
+//! | nonce | `NONCE#<key_id>#<nonce>` | `NONCE` | `ttl` N (unix seconds after which it is forgotten) |
+//!
+//! Global secondary index `gsi1` (`gsi1pk` / `gsi1sk`, projecting ALL) lists the orders of
+//! one Beijing day for reconciliation; TTL on `ttl` deletes old nonces. See [`schema`].
+
+pub mod nonces;
+pub mod orders;
+pub mod schema;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+pub(crate) const PK: &str = "pk";
+pub(crate) const SK: &str = "sk";
+
+pub(crate) fn s(text: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(text.into())
+}
+
+pub(crate) fn n(number: impl ToString) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}

@@ -1,0 +1,3 @@
+//! SQS: the expiry queue.
+
+pub mod expiry;
