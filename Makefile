@@ -19,6 +19,8 @@ help:
 run:
 	$(CARGO) build -p alipay-sandbox
 	@echo "Starting the Alipay sandbox simulator (keys and sandbox.json in $(LOCAL_DIR)/sandbox)."
+	@echo "  gateway:  http://127.0.0.1:$(SANDBOX_PORT)/gateway.do"
+	@echo "  web page: http://127.0.0.1:$(SANDBOX_PORT)/  (trades, QR codes, buyer buttons)"
 	@echo "Not built yet: the merchant API host (functions on their routes) and the AWS emulator."
 	$(CARGO) run -q -p alipay-sandbox -- --listen 127.0.0.1:$(SANDBOX_PORT) --keys-dir $(LOCAL_DIR)/sandbox
 

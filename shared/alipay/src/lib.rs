@@ -8,6 +8,7 @@
 //! - [`cert`]: public-key-certificate mode (`app_cert_sn`, `alipay_root_cert_sn`).
 //! - [`outcome`]: what a call achieved: success, waiting, unknown, failure, rejection.
 //! - [`client`]: an async gateway client for the trade, refund and bill APIs.
+//! - [`bill`]: a streaming reader of the downloaded trade bill (ZIP of GBK CSV files).
 //!
 //! Amounts are [`Fen`] everywhere; yuan strings exist only on the wire.
 //!
@@ -40,6 +41,7 @@
 
 pub mod api;
 pub mod backend;
+pub mod bill;
 pub mod canonical;
 pub mod cert;
 pub mod client;

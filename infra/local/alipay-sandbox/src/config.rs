@@ -24,6 +24,8 @@ pub struct Config {
     pub notify_timeout: Duration,
     /// Permit a non-loopback `listen` address.
     pub allow_remote: bool,
+    /// How long (real time) a `bill_download_url` works; Alipay's live about 30 s.
+    pub bill_url_ttl: Duration,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Config {
             notify_retry_schedule: parse_schedule(ALIPAY_RETRY_SCHEDULE).unwrap_or_default(),
             notify_timeout: Duration::from_secs(10),
             allow_remote: false,
+            bill_url_ttl: crate::bill::DEFAULT_URL_TTL,
         }
     }
 }

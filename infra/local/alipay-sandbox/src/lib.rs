@@ -29,6 +29,7 @@ mod scheduler;
 pub mod server;
 pub mod state;
 pub mod trade;
+pub mod ui;
 
 pub use config::Config;
 pub use identity::Identity;
@@ -157,6 +158,7 @@ pub async fn spawn(config: Config) -> Result<RunningSandbox, StartError> {
         base_url,
         http,
         shutdown: shutdown_rx,
+        bill_links: bill::Links::new(config.bill_url_ttl),
     });
     tokio::spawn(scheduler::run(sandbox.clone()));
     let router = server::router(sandbox.clone());

@@ -1,6 +1,8 @@
-//! `alipay-sandbox` command line: parse arguments, set up logging, run.
+//! `alipay-sandbox` command line: parse arguments, set up logging, run. Without a subcommand it
+//! serves (the flags below); `synth-bill` writes a large synthetic bill and exits.
 
 use alipay_sandbox::Config;
+use alipay_sandbox::bill::synth::{self, SynthOptions};
 use alipay_sandbox::config::{ALIPAY_RETRY_SCHEDULE, parse_duration, parse_schedule};
 use clap::Parser;
 use std::io::IsTerminal;
@@ -14,14 +16,16 @@ type Schedule = Vec<Duration>;
 
 /// A local, signed, stateful Alipay OpenAPI 2.0 gateway (face-to-face payments).
 #[derive(Debug, Parser)]
-#[command(name = "alipay-sandbox", version)]
+#[command(name = "alipay-sandbox", version, subcommand_negates_reqs = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (loopback only unless --allow-remote).
     #[arg(long, default_value = "127.0.0.1:8639")]
     listen: SocketAddr,
     /// Directory for the key files and sandbox.json (created if missing).
-    #[arg(long)]
-    keys_dir: PathBuf,
+    #[arg(long, required = true)]
+    keys_dir: Option<PathBuf>,
     /// Sandbox time runs N times faster than real time (expiry, retries, delays, windows).
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
@@ -40,19 +44,95 @@ struct Args {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long)]
     log_json: bool,
+    /// How long (real seconds) a bill download URL works.
+    #[arg(long, default_value_t = 30)]
+    bill_url_ttl_seconds: u64,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write a large synthetic daily trade bill (ZIP in Alipay's format) and the matching
+    /// orders file (JSON lines) for reconciliation benchmarks, then exit.
+    SynthBill(SynthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SynthArgs {
+    /// The (Beijing) day of the bill, yyyy-MM-dd.
+    #[arg(long)]
+    date: chrono::NaiveDate,
+    /// Detail rows in all (payments and refunds).
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Seed of the deterministic generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Merchant PID (2088 + 12 digits) in file names and the bill's account line.
+    #[arg(long, default_value = "2088000000000001")]
+    pid: String,
+    /// Percentage of rows that are refunds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=100))]
+    refund_percent: u64,
+    /// Deflate level (1 fast .. 9 small).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i64).range(1..=9))]
+    level: i64,
+}
+
+fn synth_bill(args: SynthArgs) -> ExitCode {
+    let options = SynthOptions {
+        seed: args.seed,
+        seller_id: args.pid,
+        refund_percent: args.refund_percent,
+        level: args.level,
+        ..SynthOptions::new(args.date, args.rows, args.out)
+    };
+    match synth::synth_bill(&options) {
+        Ok(report) => {
+            println!(
+                "synth-bill: {} rows ({} payments, {} refunds) in {:.2} s = {:.0} rows/s",
+                report.rows,
+                report.payments,
+                report.refunds,
+                report.elapsed.as_secs_f64(),
+                report.rows_per_second()
+            );
+            println!(
+                "bill:   {} ({:.1} MiB)",
+                report.zip_path.display(),
+                report.zip_bytes as f64 / (1024.0 * 1024.0)
+            );
+            println!("orders: {}", report.orders_path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("alipay-sandbox synth-bill: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::SynthBill(synth)) = args.command {
+        return synth_bill(synth);
+    }
+    let Some(keys_dir) = args.keys_dir else {
+        eprintln!("alipay-sandbox: --keys-dir is required");
+        return ExitCode::FAILURE;
+    };
     init_logging(args.log_json);
     let config = Config {
         listen: args.listen,
-        keys_dir: args.keys_dir,
+        keys_dir,
         time_scale: args.time_scale,
         state_file: args.state_file,
         notify_retry_schedule: args.notify_retry_schedule,
         notify_timeout: args.notify_timeout,
         allow_remote: args.allow_remote,
+        bill_url_ttl: Duration::from_secs(args.bill_url_ttl_seconds),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -35,6 +35,7 @@ struct Inner {
     /// Pokes the scheduler when deadlines may have moved.
     wake: Notify,
     shutdown: watch::Receiver<bool>,
+    bill_links: crate::bill::Links,
 }
 
 struct Store {
@@ -53,6 +54,7 @@ pub(crate) struct Parts {
     pub base_url: String,
     pub http: reqwest::Client,
     pub shutdown: watch::Receiver<bool>,
+    pub bill_links: crate::bill::Links,
 }
 
 impl Sandbox {
@@ -71,6 +73,7 @@ impl Sandbox {
                 }),
                 wake: Notify::new(),
                 shutdown: parts.shutdown,
+                bill_links: parts.bill_links,
             }),
         }
     }
@@ -91,6 +94,11 @@ impl Sandbox {
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+
+    /// The bill download links handed out so far (see [`crate::bill`]).
+    pub fn bill_links(&self) -> &crate::bill::Links {
+        &self.inner.bill_links
     }
 
     pub fn gateway_url(&self) -> String {

@@ -26,6 +26,7 @@ pub fn router(sandbox: Sandbox) -> Router {
         .merge(crate::gateway::routes())
         .merge(crate::control::routes())
         .merge(crate::bill::routes())
+        .merge(crate::ui::routes())
         .with_state(sandbox)
 }
 

@@ -1,8 +1,11 @@
 //! Integration tests: real HTTP on 127.0.0.1 with real RSA2 signatures, one in-process sandbox
 //! per test (port 0, fresh keys directory).
 
+mod browser;
 mod common;
 
+mod bills;
+mod conformance;
 mod faults;
 mod files;
 mod gateway;
@@ -10,3 +13,4 @@ mod notifications;
 mod pay;
 mod precreate;
 mod refund;
+mod ui;
