@@ -1,7 +1,35 @@
-use lambda_http::{Error, run, service_fn, tracing};
+//! Wires the real adapters (DynamoDB, SQS, Secrets Manager, Alipay) once, then serves.
+
+use f2f_runtime::{Config, Function, SystemClock, telemetry, wiring};
+use pay::{PayApi, Payments, Settings};
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    run(service_fn(pay::handle)).await
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_tracing();
+    let config = Config::from_env(Function::Pay).inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::Pay)?;
+    let adapters = wiring::build(&config).await.inspect_err(|error| {
+        tracing::error!(%error, "the adapters could not be built");
+    })?;
+    let expiry = adapters.expiry.ok_or("EXPIRY_QUEUE_URL is required")?;
+    let api = Arc::new(PayApi {
+        payments: Payments::new(
+            adapters.orders,
+            expiry,
+            adapters.alipay,
+            SystemClock,
+            Settings::from_config(&config),
+        ),
+        nonces: adapters.nonces,
+        keys: adapters.merchant_keys,
+        max_body_bytes: config.knobs.max_body_bytes,
+    });
+    tracing::info!("pay function ready");
+    f2f_runtime::serve(api, |api, request| {
+        Box::pin(async move { api.handle(request).await })
+    })
+    .await
 }

@@ -1,34 +1,12 @@
-//! Handler of the `query` function. Not built yet: it answers every request with
-//! `501 not_implemented` rather than pretending to work.
+//! The `query` function: `GET /v1/payments/{out_trade_no}` answers with the order, first
+//! bringing it in line with Alipay when it may have moved without us (PENDING, or an
+//! abandoned claim) and was last synced longer ago than a few seconds.
+//!
+//! - [`sync`]: when to ask Alipay, and the convergence (`domain::converge`).
+//! - [`http`]: `lambda_http::Request` → response.
 
-use lambda_http::{Body, Request, Response, http::StatusCode};
-use std::convert::Infallible;
+pub mod http;
+pub mod sync;
 
-pub async fn handle(_request: Request) -> Result<Response<Body>, Infallible> {
-    let body = serde_json::json!({
-        "code": "not_implemented",
-        "message": "the query function is not implemented yet",
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::NOT_IMPLEMENTED;
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn answers_not_implemented_instead_of_pretending() {
-        let response = handle(Request::default()).await.unwrap_or_else(|never| match never {});
-        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
-        let Body::Text(text) = response.body() else {
-            unreachable!("a JSON text body")
-        };
-        assert!(text.contains("not_implemented"));
-    }
-}
+pub use http::QueryApi;
+pub use sync::{Looked, Orders};

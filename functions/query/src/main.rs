@@ -1,7 +1,32 @@
-use lambda_http::{Error, run, service_fn, tracing};
+//! Wires the real adapters (DynamoDB, Secrets Manager, Alipay) once, then serves.
+
+use f2f_runtime::{Config, Function, SystemClock, telemetry, wiring};
+use query::{Orders, QueryApi};
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    run(service_fn(query::handle)).await
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_tracing();
+    let config = Config::from_env(Function::Query).inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::Query)?;
+    let adapters = wiring::build(&config).await.inspect_err(|error| {
+        tracing::error!(%error, "the adapters could not be built");
+    })?;
+    let api = Arc::new(QueryApi {
+        orders: Orders {
+            store: adapters.orders,
+            gateway: adapters.alipay,
+            clock: SystemClock,
+            sync_after: config.knobs.sync_after,
+        },
+        nonces: adapters.nonces,
+        keys: adapters.merchant_keys,
+    });
+    tracing::info!("query function ready");
+    f2f_runtime::serve(api, |api, request| {
+        Box::pin(async move { api.handle(request).await })
+    })
+    .await
 }

@@ -93,6 +93,11 @@ pub struct Order {
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     lease_until: Option<DateTime<Utc>>,
+    /// A unique id of the attempt holding the claim (a new one on each take-over). Two
+    /// concurrent identical requests thus never produce the same stored value, so a store
+    /// may treat "the stored order equals mine" as "my own earlier, retried write".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lease_holder: Option<String>,
     qr_code: Option<String>,
     alipay_trade_no: Option<String>,
     paid_at: Option<DateTime<Utc>>,
@@ -127,6 +132,9 @@ pub struct OrderEvent {
 pub enum EventKind {
     Claimed,
     LeaseTakenOver,
+    /// The claim's holder gave up without an answer from Alipay (unknown outcome, or the
+    /// expiry could not be scheduled): a retry may take the claim over at once.
+    LeaseReleased,
     CreatedAtAlipay,
     Synced,
     Paid {
@@ -177,6 +185,7 @@ impl Order {
             created_at: now,
             expires_at: new.expires_at,
             lease_until: Some(now + lease),
+            lease_holder: Some(ulid::Ulid::generate().to_string()),
             qr_code: None,
             alipay_trade_no: None,
             paid_at: None,
@@ -244,7 +253,23 @@ impl Order {
             OrderStatus::Creating,
             EventKind::LeaseTakenOver,
             now,
-            |o| o.lease_until = Some(now + lease),
+            |o| {
+                o.lease_until = Some(now + lease);
+                o.lease_holder = Some(ulid::Ulid::generate().to_string());
+            },
+        )
+    }
+
+    /// The holder of a claim stops working on it without knowing (or without having asked)
+    /// what Alipay did: the lease ends now, so the caller's retry can take the claim over and
+    /// recover by asking Alipay instead of waiting for the lease to run out.
+    pub fn release_lease(&self, now: DateTime<Utc>) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating],
+            OrderStatus::Creating,
+            EventKind::LeaseReleased,
+            now,
+            |o| o.lease_until = Some(now),
         )
     }
 
@@ -380,6 +405,9 @@ impl Order {
     pub fn lease_until(&self) -> Option<DateTime<Utc>> {
         self.lease_until
     }
+    pub fn lease_holder(&self) -> Option<&str> {
+        self.lease_holder.as_deref()
+    }
     pub fn qr_code(&self) -> Option<&str> {
         self.qr_code.as_deref()
     }
@@ -489,5 +517,32 @@ mod tests {
         assert_eq!(taken.next.status(), OrderStatus::Creating);
         assert_eq!(taken.next.lease_until(), Some(at(61)));
         assert!(taken.next.synced(at(32)).is_err(), "a claim is not pending");
+    }
+
+    #[test]
+    fn identical_claims_made_at_the_same_instant_differ() {
+        let (a, b) = (claimed(), claimed());
+        assert_ne!(a.lease_holder(), b.lease_holder());
+        let taken = a
+            .take_over_lease(at(31), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_ne!(taken.next.lease_holder(), a.lease_holder());
+    }
+
+    #[test]
+    fn a_released_lease_can_be_taken_over_at_once() {
+        let order = claimed();
+        let released = order
+            .release_lease(at(3))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(released.next.status(), OrderStatus::Creating);
+        assert_eq!(released.event.kind, EventKind::LeaseReleased);
+        assert!(released.next.lease_expired(at(3)));
+        let pending = released
+            .next
+            .created_at_alipay(None, None, at(4))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(pending.release_lease(at(5)).is_err());
     }
 }

@@ -3,6 +3,12 @@
 
 use crate::OutTradeNo;
 use crate::order::{Order, OrderEvent, Transition};
+use alipay::api::{
+    CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+};
+use alipay::client::AlipayClient;
+use alipay::outcome::Outcome;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;
@@ -18,6 +24,8 @@ pub enum StoreError {
 }
 
 /// The result of claiming an order number.
+// One value per request, moved once: boxing the order would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The number was free; the order is now stored in its first state.
@@ -89,4 +97,52 @@ pub trait NonceStore: Send + Sync {
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// Alipay, as the handlers use it: the five trade calls of a face-to-face merchant. Every
+/// answer is an [`Outcome`]; an unknown effect is never turned into a failure here.
+pub trait PaymentGateway: Send + Sync {
+    /// `alipay.trade.precreate`: a QR code (re-sending the identical request is safe).
+    fn precreate(
+        &self,
+        request: &PrecreateRequest,
+    ) -> impl Future<Output = Outcome<PrecreateResponse>> + Send;
+
+    /// `alipay.trade.pay`: charge a scanned payment code; may be `WaitingForBuyer`.
+    fn pay(&self, request: &PayRequest) -> impl Future<Output = Outcome<PayResponse>> + Send;
+
+    /// `alipay.trade.query`: the trade as Alipay sees it.
+    fn query(&self, request: &QueryRequest) -> impl Future<Output = Outcome<QueryResponse>> + Send;
+
+    /// `alipay.trade.cancel`: close an unpaid trade or refund a paid one.
+    fn cancel(
+        &self,
+        request: &CancelRequest,
+    ) -> impl Future<Output = Outcome<CancelResponse>> + Send;
+
+    /// `alipay.trade.close`: close an unpaid trade.
+    fn close(&self, request: &CloseRequest) -> impl Future<Output = Outcome<CloseResponse>> + Send;
+}
+
+/// The real gateway: a thin delegation to the client.
+impl PaymentGateway for AlipayClient {
+    async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
+        AlipayClient::precreate(self, request).await
+    }
+
+    async fn pay(&self, request: &PayRequest) -> Outcome<PayResponse> {
+        AlipayClient::pay(self, request).await
+    }
+
+    async fn query(&self, request: &QueryRequest) -> Outcome<QueryResponse> {
+        AlipayClient::query(self, request).await
+    }
+
+    async fn cancel(&self, request: &CancelRequest) -> Outcome<CancelResponse> {
+        AlipayClient::cancel(self, request).await
+    }
+
+    async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
+        AlipayClient::close(self, request).await
+    }
 }

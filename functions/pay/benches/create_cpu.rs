@@ -1,0 +1,99 @@
+//! The pay function's own CPU time per QR payment creation, and its AWS calls.
+//!
+//! Runs N signed `POST /v1/payments` (scene qr) through the handler with its real adapters,
+//! against moto and the Alipay sandbox started as SEPARATE processes, and reads this
+//! process's CPU time (user + system) with `getrusage(RUSAGE_SELF)` before and after: the
+//! emulator's and the sandbox's CPU are not counted, network waits cost no CPU. What is
+//! counted: request conversion, authentication (HMAC, nonce write), validation, hashing, the
+//! AWS SDK calls (signing, serialisation, HTTP), the Alipay call (RSA2 signing of the request,
+//! RSA2 verification of the answer, HTTP) and the JSON answer.
+//!
+//! Logs are formatted as in Lambda (JSON, INFO) and discarded.
+//!
+//! ```text
+//! cargo build --release -p alipay-sandbox
+//! cargo bench -p pay --bench create_cpu            # N=200 by default; CREATES=500 to change
+//! ```
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use nix::sys::resource::{UsageWho, getrusage};
+use std::time::{Duration, Instant};
+
+fn cpu_time() -> Duration {
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(usage) => {
+            let user = usage.user_time();
+            let system = usage.system_time();
+            let micros = |t: nix::sys::time::TimeVal| {
+                Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+                    + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+            };
+            micros(user) + micros(system)
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+fn main() -> TestResult {
+    // Logs as in Lambda (JSON at INFO), formatted and discarded: their CPU counts, a pipe's
+    // does not. (Installed before the harness's DEBUG capture, which then stays off.)
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .try_init();
+    let creates: u32 = std::env::var("CREATES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let env = Env::start_with(SandboxMode::Process, &[]).await?;
+        let pay = pay_api(&env).await?;
+        // Warm up: connection pools, TLS-free HTTP connections, lazy statics.
+        for _ in 0..10 {
+            let (status, body, _) = pay.create(&env, &qr_body(&out_trade_no(), 100)).await;
+            if status != 201 {
+                return Err(err(format!("warm-up create failed: {status} {body}")));
+            }
+        }
+        // Requests are built (and signed) before the measured loop: that is the client's CPU.
+        let requests: Vec<_> = (0..creates)
+            .map(|_| env.signed("POST", "/v1/payments", &qr_body(&out_trade_no(), 100)))
+            .collect();
+        env.aws_calls.reset();
+        let cpu_before = cpu_time();
+        let wall = Instant::now();
+        for request in requests {
+            let response = pay.api.handle(request).await;
+            if response.status().as_u16() != 201 {
+                return Err(err(format!("create failed: {}", body_json(&response))));
+            }
+        }
+        let wall = wall.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu_before);
+        let calls = env.aws_calls.snapshot();
+        let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(creates);
+        println!("creates: {creates} (scene qr, sequential)");
+        println!(
+            "handler CPU (user+sys, this process only): {:.3} ms per create",
+            per(cpu)
+        );
+        println!("wall time: {:.3} ms per create", per(wall));
+        println!("AWS calls per create (SDK interceptor, before transmit):");
+        for (operation, count) in &calls {
+            println!(
+                "  {operation}: {:.2}",
+                f64::from(u32::try_from(*count).unwrap_or(u32::MAX)) / f64::from(creates)
+            );
+        }
+        println!("Alipay calls: precreate {}", pay.alipay.count("precreate"));
+        Ok(())
+    })
+}

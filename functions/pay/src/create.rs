@@ -1,0 +1,215 @@
+//! Creating a payment: claim the order number (one conditional write), then either run the
+//! scene's flow (a fresh claim), answer from the stored order (a retry), or take an
+//! abandoned claim over and recover it.
+
+use crate::idempotency::{Existing, classify};
+use crate::validation::PaymentRequest;
+use crate::{CreateError, Created, Payments};
+use chrono::{DateTime, SubsecRound, Utc};
+use domain::Scene;
+use domain::converge::settle;
+use domain::order::Order;
+use domain::ports::{Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+use f2f_runtime::telemetry::count;
+
+impl<S, Q, G, C> Payments<S, Q, G, C>
+where
+    S: OrderStore,
+    Q: ExpiryScheduler,
+    G: PaymentGateway,
+    C: Clock,
+{
+    /// Creates the payment `request` describes, or answers for the order it already created.
+    pub async fn create(&self, request: &PaymentRequest) -> Result<Created, CreateError> {
+        // Whole seconds: `time_expire` is sent with second precision, and a re-sent precreate
+        // must be byte-identical to the first.
+        let now = self.clock.now().trunc_subsecs(0);
+        let (order, event) = Order::claim(request.new_order(now), now, self.lease());
+        match self.store.claim(&order, &event).await? {
+            Claim::Claimed => {
+                count("order_claimed");
+                tracing::info!(scene = ?order.scene(), amount_fen = order.amount().fen().get(), "order claimed");
+                self.proceed(order, request, false).await
+            }
+            // Leases are compared with the precise time (a released lease ends "now").
+            Claim::Exists(existing) => self.existing(existing, request, self.clock.now()).await,
+        }
+    }
+
+    async fn existing(
+        &self,
+        existing: Order,
+        request: &PaymentRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Created, CreateError> {
+        match classify(&existing, &request.hash, now) {
+            Existing::Mismatch => {
+                count("idempotency_mismatch");
+                Err(CreateError::Mismatch)
+            }
+            Existing::InFlight { retry_after } => {
+                count("request_in_flight");
+                Err(CreateError::InFlight { retry_after })
+            }
+            Existing::Replay => {
+                count("idempotent_replay");
+                Ok(Created::replayed(existing))
+            }
+            Existing::Abandoned => {
+                let transition = existing.take_over_lease(now, self.lease())?;
+                let settled = settle(&self.store, &transition).await?;
+                if settled.applied {
+                    count("claim_taken_over");
+                    tracing::warn!(
+                        version = settled.order.version(),
+                        "taking over an abandoned claim"
+                    );
+                    return self.proceed(settled.order, request, true).await;
+                }
+                // Another retry took it over first.
+                match classify(&settled.order, &request.hash, now) {
+                    Existing::Replay => Ok(Created::replayed(settled.order)),
+                    Existing::Mismatch => Err(CreateError::Mismatch),
+                    Existing::InFlight { retry_after } => {
+                        Err(CreateError::InFlight { retry_after })
+                    }
+                    Existing::Abandoned => Err(CreateError::InFlight { retry_after: 1 }),
+                }
+            }
+        }
+    }
+
+    /// The order is CREATING and the lease is ours: schedule the expiry, then talk to Alipay.
+    async fn proceed(
+        &self,
+        order: Order,
+        request: &PaymentRequest,
+        recovering: bool,
+    ) -> Result<Created, CreateError> {
+        // Before any Alipay call, so that no trade can exist that the expiry job never sees.
+        // (Scheduling again on recovery is harmless: the expiry job is idempotent.)
+        if let Err(error) = self
+            .scheduler
+            .schedule(order.out_trade_no(), order.expires_at())
+            .await
+        {
+            tracing::error!(%error, "the expiry could not be scheduled; Alipay was not called");
+            self.release(&order).await;
+            return Err(error.into());
+        }
+        let order = if recovering {
+            match self.recover(order).await? {
+                crate::recovery::Recovered::Done(created) => return Ok(created),
+                crate::recovery::Recovered::Proceed(order) => order,
+            }
+        } else {
+            order
+        };
+        match (order.scene(), &request.auth_code) {
+            (Scene::Qr, _) => self.qr(order, None).await,
+            (Scene::Barcode, Some(code)) => self.barcode(order, code).await,
+            (Scene::Barcode, None) => {
+                self.release(&order).await;
+                Err(CreateError::Internal(
+                    "a barcode order without auth_code".into(),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::CreateError;
+    use crate::fakes::*;
+    use domain::OrderStatus;
+    use domain::order::Order;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_fresh_qr_request_schedules_the_expiry_and_issues_a_code() {
+        let p = payments();
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("T1"));
+        let created = p.create(&qr_request("T1")).await.unwrap();
+        assert!(!created.replayed);
+        assert_eq!(created.order.status(), OrderStatus::Pending);
+        assert_eq!(created.order.qr_code(), Some("https://qr.alipay.com/T1"));
+        let scheduled = p.scheduler.scheduled.lock().unwrap().clone();
+        assert_eq!(scheduled.len(), 1);
+        assert_eq!(scheduled[0].1, created.order.expires_at());
+        assert_eq!(
+            p.gateway.sent_precreates.lock().unwrap()[0].time_expire,
+            Some(created.order.expires_at())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_replays_a_mismatch_is_refused_and_an_in_flight_claim_waits() {
+        let p = payments();
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("T1"));
+        let first = p.create(&qr_request("T1")).await.unwrap();
+        let again = p.create(&qr_request("T1")).await.unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.order, first.order);
+        assert_eq!(p.gateway.calls("precreate"), 1);
+
+        let mut other = qr_request("T1");
+        other.hash = "different".into();
+        assert!(matches!(p.create(&other).await, Err(CreateError::Mismatch)));
+        assert_eq!(p.store.order("T1").unwrap(), first.order, "nothing changed");
+
+        let request = qr_request("T2");
+        let now = p.clock.0.lock().unwrap().to_owned();
+        let (claim, _) = Order::claim(request.new_order(now), now, chrono::Duration::seconds(15));
+        p.store.put(claim);
+        p.clock.advance(Duration::from_secs(5));
+        assert!(matches!(
+            p.create(&request).await,
+            Err(CreateError::InFlight { retry_after: 10 })
+        ));
+        assert_eq!(
+            p.gateway.calls("precreate"),
+            1,
+            "no call for an in-flight claim"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_claim_is_taken_over_and_recovered_by_asking_alipay() {
+        let p = payments();
+        let request = qr_request("T3");
+        let now = p.clock.0.lock().unwrap().to_owned();
+        let (claim, _) = Order::claim(request.new_order(now), now, chrono::Duration::seconds(15));
+        p.store.put(claim);
+        p.clock.advance(Duration::from_secs(16));
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(alipay::outcome::Outcome::Failed(failure(
+                "ACQ.TRADE_NOT_EXIST",
+            )));
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("T3"));
+        let created = p.create(&request).await.unwrap();
+        assert!(!created.replayed);
+        assert_eq!(created.order.status(), OrderStatus::Pending);
+        assert_eq!(p.gateway.calls("query"), 1);
+        assert_eq!(p.gateway.calls("precreate"), 1);
+        assert_eq!(created.order.version(), 3, "claim, take-over, created");
+    }
+
+    #[tokio::test]
+    async fn no_alipay_call_without_a_scheduled_expiry() {
+        let mut p = payments();
+        p.scheduler.fail = true;
+        let result = p.create(&qr_request("T4")).await;
+        assert!(matches!(result, Err(CreateError::Scheduler(_))));
+        assert!(p.gateway.calls.lock().unwrap().is_empty());
+        let stored = p.store.order("T4").unwrap();
+        assert_eq!(stored.status(), OrderStatus::Creating);
+        assert!(
+            stored.lease_expired(p.clock.0.lock().unwrap().to_owned()),
+            "released for the retry"
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! In-memory ports for the unit tests of this crate's modules (integration tests use the AWS
+//! emulator and the Alipay sandbox instead).
+
+use crate::validation::{PaymentRequest, parse};
+use crate::{Payments, Settings};
+use alipay::Fen;
+use alipay::api::{
+    CancelAction, CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest,
+    PayResponse, PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+};
+use alipay::notify::TradeStatus;
+use alipay::outcome::{Failure, Outcome, UnknownCause};
+use chrono::{DateTime, TimeZone, Utc};
+use domain::OutTradeNo;
+use domain::order::{Order, OrderEvent, Transition};
+use domain::ports::{
+    Applied, Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    pub orders: Mutex<HashMap<OutTradeNo, Order>>,
+    pub events: Mutex<Vec<OrderEvent>>,
+}
+
+impl MemoryStore {
+    pub fn order(&self, no: &str) -> Option<Order> {
+        let no = OutTradeNo::parse(no).unwrap();
+        self.orders.lock().unwrap().get(&no).cloned()
+    }
+
+    pub fn put(&self, order: Order) {
+        self.orders
+            .lock()
+            .unwrap()
+            .insert(order.out_trade_no().clone(), order);
+    }
+}
+
+impl OrderStore for MemoryStore {
+    async fn claim(&self, order: &Order, event: &OrderEvent) -> Result<Claim, StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        if let Some(existing) = orders.get(order.out_trade_no()) {
+            return Ok(Claim::Exists(existing.clone()));
+        }
+        orders.insert(order.out_trade_no().clone(), order.clone());
+        self.events.lock().unwrap().push(event.clone());
+        Ok(Claim::Claimed)
+    }
+
+    async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        Ok(self.orders.lock().unwrap().get(out_trade_no).cloned())
+    }
+
+    async fn apply(&self, transition: &Transition) -> Result<Applied, StoreError> {
+        let mut orders = self.orders.lock().unwrap();
+        let current = orders.get(transition.next.out_trade_no()).cloned();
+        match current {
+            Some(order)
+                if order.status() == transition.expected_status
+                    && order.version() == transition.expected_version =>
+            {
+                orders.insert(order.out_trade_no().clone(), transition.next.clone());
+                self.events.lock().unwrap().push(transition.event.clone());
+                Ok(Applied::Applied(transition.next.clone()))
+            }
+            other => Ok(Applied::Conflict(other)),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MemoryScheduler {
+    pub scheduled: Mutex<Vec<(OutTradeNo, DateTime<Utc>)>>,
+    pub fail: bool,
+}
+
+impl ExpiryScheduler for MemoryScheduler {
+    async fn schedule(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+    ) -> Result<(), ScheduleError> {
+        if self.fail {
+            return Err(ScheduleError("queue unavailable".into()));
+        }
+        self.scheduled
+            .lock()
+            .unwrap()
+            .push((out_trade_no.clone(), due_at));
+        Ok(())
+    }
+}
+
+/// Answers each method from its script; an exhausted script answers `Unknown(Timeout)`.
+#[derive(Default)]
+pub struct ScriptedGateway {
+    pub precreates: Mutex<VecDeque<Outcome<PrecreateResponse>>>,
+    pub pays: Mutex<VecDeque<Outcome<PayResponse>>>,
+    pub queries: Mutex<VecDeque<Outcome<QueryResponse>>>,
+    pub cancels: Mutex<VecDeque<Outcome<CancelResponse>>>,
+    pub calls: Mutex<Vec<&'static str>>,
+    pub sent_precreates: Mutex<Vec<PrecreateRequest>>,
+}
+
+fn next<T>(queue: &Mutex<VecDeque<Outcome<T>>>) -> Outcome<T> {
+    queue
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or(Outcome::Unknown(UnknownCause::Timeout))
+}
+
+impl ScriptedGateway {
+    pub fn calls(&self, method: &str) -> usize {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| **m == method)
+            .count()
+    }
+}
+
+impl PaymentGateway for ScriptedGateway {
+    async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
+        self.calls.lock().unwrap().push("precreate");
+        self.sent_precreates.lock().unwrap().push(request.clone());
+        next(&self.precreates)
+    }
+    async fn pay(&self, _request: &PayRequest) -> Outcome<PayResponse> {
+        self.calls.lock().unwrap().push("pay");
+        next(&self.pays)
+    }
+    async fn query(&self, _request: &QueryRequest) -> Outcome<QueryResponse> {
+        self.calls.lock().unwrap().push("query");
+        next(&self.queries)
+    }
+    async fn cancel(&self, _request: &CancelRequest) -> Outcome<CancelResponse> {
+        self.calls.lock().unwrap().push("cancel");
+        next(&self.cancels)
+    }
+    async fn close(&self, _request: &CloseRequest) -> Outcome<CloseResponse> {
+        self.calls.lock().unwrap().push("close");
+        Outcome::Unknown(UnknownCause::Timeout)
+    }
+}
+
+/// Time that moves only when slept through.
+pub struct FakeClock(pub Mutex<DateTime<Utc>>);
+
+impl Default for FakeClock {
+    fn default() -> Self {
+        FakeClock(Mutex::new(
+            Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
+        ))
+    }
+}
+
+impl FakeClock {
+    pub fn advance(&self, by: Duration) {
+        let mut now = self.0.lock().unwrap();
+        *now += chrono::Duration::from_std(by).unwrap();
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+    async fn sleep(&self, duration: Duration) {
+        self.advance(duration);
+    }
+}
+
+pub type TestPayments = Payments<MemoryStore, MemoryScheduler, ScriptedGateway, FakeClock>;
+
+pub fn payments() -> TestPayments {
+    Payments::new(
+        MemoryStore::default(),
+        MemoryScheduler::default(),
+        ScriptedGateway::default(),
+        FakeClock::default(),
+        Settings::default(),
+    )
+}
+
+pub fn qr_request(no: &str) -> PaymentRequest {
+    parse(
+        format!(r#"{{"out_trade_no":"{no}","amount_fen":100,"subject":"tea","scene":"qr"}}"#)
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
+pub fn barcode_request(no: &str) -> PaymentRequest {
+    parse(
+        format!(r#"{{"out_trade_no":"{no}","amount_fen":100,"subject":"tea","scene":"barcode","auth_code":"280000000000000001"}}"#)
+            .as_bytes(),
+    )
+    .unwrap()
+}
+
+pub fn failure(sub_code: &str) -> Failure {
+    Failure {
+        code: "40004".into(),
+        msg: "Business Failed".into(),
+        sub_code: Some(sub_code.into()),
+        sub_msg: Some("refused".into()),
+    }
+}
+
+pub fn qr_ok(no: &str) -> Outcome<PrecreateResponse> {
+    Outcome::Success(PrecreateResponse {
+        out_trade_no: no.into(),
+        qr_code: format!("https://qr.alipay.com/{no}"),
+    })
+}
+
+pub fn pay_answer(no: &str) -> PayResponse {
+    PayResponse {
+        trade_no: format!("2024{no}"),
+        out_trade_no: no.into(),
+        buyer_logon_id: None,
+        buyer_user_id: None,
+        total_amount: Some(Fen::new(100)),
+        receipt_amount: None,
+        buyer_pay_amount: None,
+        point_amount: None,
+        invoice_amount: None,
+        gmt_payment: Some("2023-11-15 06:13:20".into()),
+        fund_bill_list: Vec::new(),
+    }
+}
+
+pub fn trade(no: &str, status: TradeStatus) -> Outcome<QueryResponse> {
+    Outcome::Success(QueryResponse {
+        trade_no: format!("2024{no}"),
+        out_trade_no: no.into(),
+        trade_status: status,
+        total_amount: Fen::new(100),
+        receipt_amount: None,
+        buyer_pay_amount: None,
+        buyer_logon_id: None,
+        buyer_user_id: None,
+        send_pay_date: None,
+        store_id: None,
+        terminal_id: None,
+    })
+}
+
+pub fn cancelled(action: CancelAction, retry: bool) -> Outcome<CancelResponse> {
+    Outcome::Success(CancelResponse {
+        trade_no: None,
+        out_trade_no: None,
+        retry_flag: retry,
+        action,
+        gmt_refund_pay: None,
+    })
+}

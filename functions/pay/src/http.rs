@@ -1,0 +1,201 @@
+//! HTTP mapping of `POST /v1/payments` (API Gateway HTTP API, payload v2).
+//!
+//! Order of checks: route → body size → merchant authentication → body validation → create.
+//! Nothing is written before the request is authenticated and valid.
+//!
+//! | answer | when |
+//! | --- | --- |
+//! | `201` + order | this request created the order (or completed an abandoned attempt); the `status` says how it ended: PENDING (QR issued, or barcode left to the expiry job with `pending_reason`), PAID, CLOSED, FAILED (with `failure.code` = Alipay's `sub_code`) |
+//! | `200` + order + `Idempotent-Replayed: true` | the same request was made before: the order as it is now |
+//! | `400` | `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` (with `field`) |
+//! | `401` | `auth_*` (see `domain::auth`) |
+//! | `404` / `405` | `not_found`, `method_not_allowed` |
+//! | `409` + `Retry-After` | `request_in_flight`: the first request is still being processed |
+//! | `413` | `body_too_large` |
+//! | `422` | `idempotency_mismatch`: the number is used by a different request |
+//! | `502` | `alipay_rejected`: Alipay refused the call itself (our configuration) |
+//! | `503` + `Retry-After` | `alipay_unavailable` (outcome unknown; retry the same request), `store_unavailable`, `scheduler_unavailable`, `auth_unavailable` |
+//! | `500` | `internal_error`: a bug |
+
+use crate::validation::{self, PaymentRequest};
+use crate::{CreateError, Created, Payments};
+use domain::auth::MerchantKeys;
+use domain::ports::{Clock, ExpiryScheduler, NonceStore, OrderStore, PaymentGateway};
+use f2f_runtime::telemetry::{count, millis, record_out_trade_no, request_span};
+use f2f_runtime::{ApiError, Function, OrderView, codes};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const PATH: &str = "/v1/payments";
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The function's HTTP side: authentication and the create logic.
+pub struct PayApi<S, Q, G, C, N> {
+    pub payments: Payments<S, Q, G, C>,
+    pub nonces: N,
+    pub keys: MerchantKeys,
+    pub max_body_bytes: usize,
+}
+
+impl<S, Q, G, C, N> PayApi<S, Q, G, C, N>
+where
+    S: OrderStore,
+    Q: ExpiryScheduler,
+    G: PaymentGateway,
+    C: Clock,
+    N: NonceStore,
+{
+    /// Answers one request; never fails and never panics on any input.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let span = request_span(Function::Pay, &request);
+        async {
+            let started = Instant::now();
+            let response = match self.answer(&request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    if error.status.is_server_error() {
+                        tracing::warn!(
+                            code = error.code,
+                            status = error.status.as_u16(),
+                            "request failed"
+                        );
+                    } else {
+                        tracing::info!(
+                            code = error.code,
+                            status = error.status.as_u16(),
+                            "request refused"
+                        );
+                    }
+                    error.into_response()
+                }
+            };
+            count(status_metric(response.status()));
+            millis("request_latency", started.elapsed());
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+        let path = f2f_runtime::http::route_path(request);
+        if path != PATH {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                "no such route",
+            ));
+        }
+        if request.method() != Method::POST {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "use POST to create a payment",
+            ));
+        }
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.max_body_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::BODY_TOO_LARGE,
+                format!("the body must be at most {} bytes", self.max_body_bytes),
+            ));
+        }
+        let now = self.payments.clock.now();
+        let key_id =
+            f2f_runtime::auth::authenticate(&self.keys, &self.nonces, request, now).await?;
+        let payment = validation::parse(body)?;
+        record_out_trade_no(payment.out_trade_no.as_str());
+        tracing::info!(key_id, scene = ?payment.scene, generated = payment.generated_out_trade_no, "create payment");
+        let created = self
+            .payments
+            .create(&payment)
+            .await
+            .map_err(|e| create_error(e, &payment))?;
+        Ok(created_response(&created))
+    }
+}
+
+fn status_metric(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "response_2xx",
+        400..=499 => "response_4xx",
+        _ => "response_5xx",
+    }
+}
+
+/// `201` for a creation, `200` + `Idempotent-Replayed: true` for a replay.
+pub fn created_response(created: &Created) -> Response<Body> {
+    let mut view = OrderView::of(&created.order);
+    if let Some(reason) = created.pending_reason {
+        view = view.with_pending_reason(reason);
+    }
+    let status = if created.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = f2f_runtime::http::json_response(status, &view);
+    let headers = response.headers_mut();
+    if created.replayed {
+        headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    if let Ok(location) = HeaderValue::from_str(&format!("{PATH}/{}", created.order.out_trade_no()))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn create_error(error: CreateError, request: &PaymentRequest) -> ApiError {
+    match error {
+        CreateError::Mismatch => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::IDEMPOTENCY_MISMATCH,
+            format!(
+                "out_trade_no {} was already used for a different request; use a new out_trade_no",
+                request.out_trade_no
+            ),
+        )
+        .with_field("out_trade_no"),
+        CreateError::InFlight { retry_after } => ApiError::new(
+            StatusCode::CONFLICT,
+            codes::REQUEST_IN_FLIGHT,
+            "the first request with this out_trade_no is still being processed; retry the same request",
+        )
+        .with_retry_after(retry_after),
+        CreateError::Store(error) => {
+            tracing::error!(%error, "order store failed");
+            ApiError::store_unavailable()
+        }
+        CreateError::Scheduler(error) => {
+            tracing::error!(%error, "expiry scheduler failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::SCHEDULER_UNAVAILABLE,
+                "the payment could not be prepared (nothing was sent to Alipay); retry the same request",
+            )
+            .with_retry_after(1)
+        }
+        CreateError::AlipayUnavailable(detail) => {
+            tracing::warn!(detail, "Alipay outcome unknown; the claim was released");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::ALIPAY_UNAVAILABLE,
+                "Alipay's answer is unknown; retry the same request (same out_trade_no and body) to learn the outcome",
+            )
+            .with_retry_after(1)
+        }
+        CreateError::AlipayRejected(detail) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            codes::ALIPAY_REJECTED,
+            format!("Alipay rejected the call ({detail}); the payment was not created"),
+        ),
+        CreateError::Internal(detail) => {
+            tracing::error!(detail, "internal error");
+            ApiError::internal()
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Recovering an abandoned claim: its holder died somewhere between the claim and its answer,
+//! so Alipay may or may not have the trade. Ask Alipay (`alipay.trade.query`) and never
+//! guess: a paid or closed trade converges; a trade waiting for the buyer becomes PENDING
+//! (a QR order first re-sends the identical precreate to get its QR code back); a trade
+//! Alipay does not know is created by re-sending the identical request.
+
+use crate::{CreateError, Created, Payments};
+use alipay::api::{QueryRequest, TradeRef};
+use domain::Scene;
+use domain::converge::{AlipayView, apply_view, read_query};
+use domain::order::Order;
+use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+
+pub enum Recovered {
+    /// Settled from Alipay's answer.
+    Done(Created),
+    /// Alipay has no trade: run the scene's flow with the identical request.
+    Proceed(Order),
+}
+
+impl<S, Q, G, C> Payments<S, Q, G, C>
+where
+    S: OrderStore,
+    Q: ExpiryScheduler,
+    G: PaymentGateway,
+    C: Clock,
+{
+    pub(crate) async fn recover(&self, order: Order) -> Result<Recovered, CreateError> {
+        let query = QueryRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
+        let view = read_query(&order, self.gateway.query(&query).await);
+        tracing::info!(alipay = view.kind(), "recovering an abandoned claim");
+        match (&view, order.scene()) {
+            (AlipayView::Paid { .. } | AlipayView::Closed { .. }, _) => {
+                let converged = apply_view(&self.store, &self.clock, &order, view).await?;
+                Ok(Recovered::Done(Created::new(converged.order)))
+            }
+            (AlipayView::Waiting { trade_no }, Scene::Qr) => {
+                let trade_no = trade_no.clone();
+                Ok(Recovered::Done(self.qr(order, Some(trade_no)).await?))
+            }
+            (AlipayView::Waiting { .. }, Scene::Barcode) => {
+                let started = self.clock.now();
+                let converged = apply_view(&self.store, &self.clock, &order, view).await?;
+                if !converged.applied {
+                    return Ok(Recovered::Done(Created::new(converged.order)));
+                }
+                Ok(Recovered::Done(self.poll(converged.order, started).await?))
+            }
+            (AlipayView::NotExist, _) => Ok(Recovered::Proceed(order)),
+            (AlipayView::Unknown(detail) | AlipayView::Mismatch(detail), _) => {
+                if matches!(view, AlipayView::Mismatch(_)) {
+                    tracing::error!(detail, "Alipay's trade does not match the order");
+                }
+                let detail = detail.clone();
+                self.release(&order).await;
+                Err(CreateError::AlipayUnavailable(detail))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fakes::*;
+    use alipay::notify::TradeStatus;
+    use alipay::outcome::Outcome;
+    use domain::OrderStatus;
+    use domain::order::Order;
+    use std::time::Duration;
+
+    fn abandon(p: &TestPayments, request: &crate::validation::PaymentRequest) {
+        let now = p.clock.0.lock().unwrap().to_owned();
+        let (claim, _) = Order::claim(request.new_order(now), now, chrono::Duration::seconds(15));
+        p.store.put(claim);
+        p.clock.advance(Duration::from_secs(20));
+    }
+
+    #[tokio::test]
+    async fn a_paid_trade_converges_without_a_new_request() {
+        let p = payments();
+        let request = barcode_request("R1");
+        abandon(&p, &request);
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(trade("R1", TradeStatus::TradeSuccess));
+        let created = p.create(&request).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Paid);
+        assert_eq!(p.gateway.calls("pay"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_barcode_trade_alipay_never_saw_is_paid_with_this_requests_code() {
+        let p = payments();
+        let request = barcode_request("R2");
+        abandon(&p, &request);
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Failed(failure("ACQ.TRADE_NOT_EXIST")));
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Success(pay_answer("R2")));
+        let created = p.create(&request).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Paid);
+        assert_eq!(p.gateway.calls("pay"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_scanned_qr_trade_gets_its_code_back_from_an_identical_precreate() {
+        let p = payments();
+        let request = qr_request("R3");
+        abandon(&p, &request);
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(trade("R3", TradeStatus::WaitBuyerPay));
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("R3"));
+        let created = p.create(&request).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Pending);
+        assert_eq!(created.order.qr_code(), Some("https://qr.alipay.com/R3"));
+        assert_eq!(created.order.alipay_trade_no(), Some("2024R3"));
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_query_releases_the_claim_again() {
+        let p = payments();
+        let request = qr_request("R4");
+        abandon(&p, &request);
+        let result = p.create(&request).await;
+        assert!(matches!(
+            result,
+            Err(crate::CreateError::AlipayUnavailable(_))
+        ));
+        assert_eq!(p.gateway.calls("precreate"), 0, "never guess");
+    }
+}

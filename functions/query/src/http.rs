@@ -1,0 +1,114 @@
+//! HTTP mapping of `GET /v1/payments/{out_trade_no}`.
+//!
+//! | answer | when |
+//! | --- | --- |
+//! | `200` + order | found (synced with Alipay when due) |
+//! | `200` + order with `"stale": true`, `sync_error` and a `Warning: 110` header | Alipay could not be asked; the stored state |
+//! | `400` `invalid_field` (`field: out_trade_no`) | the number is malformed |
+//! | `401` | `auth_*` |
+//! | `404` `order_not_found` | no such order |
+//! | `404` / `405` | `not_found`, `method_not_allowed` |
+//! | `503` | `store_unavailable`, `auth_unavailable` |
+
+use crate::sync::Orders;
+use domain::OutTradeNo;
+use domain::auth::MerchantKeys;
+use domain::ports::{Clock, NonceStore, OrderStore, PaymentGateway};
+use f2f_runtime::telemetry::{count, millis, record_out_trade_no, request_span};
+use f2f_runtime::{ApiError, Function, OrderView, codes};
+use lambda_http::http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use std::time::Instant;
+use tracing::Instrument;
+
+pub const PREFIX: &str = "/v1/payments/";
+
+pub struct QueryApi<S, G, C, N> {
+    pub orders: Orders<S, G, C>,
+    pub nonces: N,
+    pub keys: MerchantKeys,
+}
+
+impl<S, G, C, N> QueryApi<S, G, C, N>
+where
+    S: OrderStore,
+    G: PaymentGateway,
+    C: Clock,
+    N: NonceStore,
+{
+    /// Answers one request; never fails and never panics on any input.
+    pub async fn handle(&self, request: Request) -> Response<Body> {
+        let span = request_span(Function::Query, &request);
+        async {
+            let started = Instant::now();
+            let response = match self.answer(&request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::info!(
+                        code = error.code,
+                        status = error.status.as_u16(),
+                        "request refused"
+                    );
+                    error.into_response()
+                }
+            };
+            millis("request_latency", started.elapsed());
+            response
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {
+        let path = f2f_runtime::http::route_path(request);
+        let Some(number) = path.strip_prefix(PREFIX) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                codes::NOT_FOUND,
+                "no such route",
+            ));
+        };
+        if request.method() != Method::GET {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                codes::METHOD_NOT_ALLOWED,
+                "use GET to read a payment",
+            ));
+        }
+        let now = self.orders.clock.now();
+        f2f_runtime::auth::authenticate(&self.keys, &self.nonces, request, now).await?;
+        // The raw path segment: a percent-encoded or otherwise odd number is simply invalid.
+        let out_trade_no = OutTradeNo::parse(number)
+            .map_err(|e| ApiError::invalid_field("out_trade_no", e.to_string()))?;
+        record_out_trade_no(out_trade_no.as_str());
+        let looked = match self.orders.lookup(&out_trade_no).await {
+            Ok(Some(looked)) => looked,
+            Ok(None) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    codes::ORDER_NOT_FOUND,
+                    format!("no order {out_trade_no}"),
+                )
+                .with_field("out_trade_no"));
+            }
+            Err(error) => {
+                tracing::error!(%error, "order store failed");
+                return Err(ApiError::store_unavailable());
+            }
+        };
+        let mut view = OrderView::of(&looked.order);
+        let stale = looked.sync_error.is_some();
+        if let Some(reason) = looked.sync_error {
+            count("stale_answer");
+            view = view.stale(reason);
+        }
+        let mut response = f2f_runtime::http::json_response(StatusCode::OK, &view);
+        if stale {
+            response.headers_mut().insert(
+                header::WARNING,
+                HeaderValue::from_static("110 - \"Response is Stale\""),
+            );
+        }
+        Ok(response)
+    }
+}

@@ -1,0 +1,391 @@
+//! Configuration from environment variables, validated once at init. Every error names the
+//! variable at fault; secret values are never part of an error, a log line or `Debug`.
+//!
+//! | variable | needed by | meaning |
+//! | --- | --- | --- |
+//! | `ORDERS_TABLE` | all | DynamoDB table of orders (and their events) |
+//! | `NONCES_TABLE` | all | DynamoDB table of merchant-API nonces (default: `ORDERS_TABLE`) |
+//! | `EXPIRY_QUEUE_URL` | pay | SQS queue of order expiries |
+//! | `ALIPAY_APP_ID` | all | the merchant's Alipay app id |
+//! | `ALIPAY_GATEWAY_URL` | all | `https://openapi.alipay.com/gateway.do`, or the sandbox |
+//! | `ALIPAY_NOTIFY_URL` | pay | where Alipay posts notifications |
+//! | `ALIPAY_SELLER_ID` | optional | sent with `precreate` (the PID receiving the money) |
+//! | `ALIPAY_APP_PRIVATE_KEY_SECRET_ARN` or `ALIPAY_APP_PRIVATE_KEY_FILE` | all | the app private key |
+//! | `ALIPAY_PUBLIC_KEY` or `ALIPAY_PUBLIC_KEY_FILE` | all | Alipay's public key (PEM or bare Base64) |
+//! | `MERCHANT_API_KEYS_SECRET_ARN` or `MERCHANT_API_KEYS_FILE` | all | `{"key-id":"secret",...}` |
+//! | `ALIPAY_CONNECT_TIMEOUT_MS` | optional | default 3000 |
+//! | `ALIPAY_REQUEST_TIMEOUT_MS` | optional | whole-call budget, default 5000 |
+//! | `PRECREATE_ATTEMPTS` | optional | identical precreates on an unknown outcome, default 2 (1–5) |
+//! | `BARCODE_POLL_INTERVAL_MS` | optional | default 3000 |
+//! | `BARCODE_POLL_DURATION_MS` | optional | default 30000 |
+//! | `CANCEL_ATTEMPTS` | optional | default 3 (1–5) |
+//! | `CLAIM_LEASE_SECONDS` | optional | default: request timeout × precreate attempts + 5 s |
+//! | `SYNC_AFTER_SECONDS` | optional | a GET asks Alipay when the order was last synced longer ago, default 5 |
+//! | `MAX_BODY_BYTES` | optional | default 16384 |
+//! | `FUNCTION_TIMEOUT_SECONDS` | optional | the Lambda timeout the schedule must fit (pay 60, query 10) |
+
+use secrecy::SecretString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which function is being configured (they need different variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Pay,
+    Query,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Pay => "pay",
+            Function::Query => "query",
+        }
+    }
+
+    fn default_timeout(self) -> Duration {
+        match self {
+            Function::Pay => Duration::from_secs(60),
+            Function::Query => Duration::from_secs(10),
+        }
+    }
+}
+
+/// A bad or missing variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("set exactly one of {0} and {1}")]
+    OneOf(&'static str, &'static str),
+}
+
+/// Where a secret comes from. `Debug` shows the location, never the value.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// A Secrets Manager secret (its `SecretString`).
+    SecretsManager(String),
+    /// A file (local runs).
+    File(PathBuf),
+    /// The value itself (public keys given inline, tests).
+    Inline(SecretString),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::SecretsManager(arn) => {
+                f.debug_tuple("SecretsManager").field(arn).finish()
+            }
+            SecretSource::File(path) => f.debug_tuple("File").field(path).finish(),
+            SecretSource::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AlipaySettings {
+    pub app_id: String,
+    pub gateway_url: String,
+    pub notify_url: Option<String>,
+    pub seller_id: Option<String>,
+    pub app_private_key: SecretSource,
+    pub alipay_public_key: SecretSource,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// The timing knobs of the payment flows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Knobs {
+    pub precreate_attempts: u32,
+    pub poll_interval: Duration,
+    pub poll_duration: Duration,
+    pub cancel_attempts: u32,
+    pub claim_lease: Duration,
+    pub sync_after: Duration,
+    pub max_body_bytes: usize,
+    pub function_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub function: Function,
+    pub orders_table: String,
+    pub nonces_table: String,
+    /// Present for the pay function.
+    pub expiry_queue_url: Option<String>,
+    pub alipay: AlipaySettings,
+    pub merchant_keys: SecretSource,
+    pub knobs: Knobs,
+}
+
+/// Reads variables through `lookup` (the process environment in production).
+struct Env<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Env<'_> {
+    fn optional(&self, name: &'static str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or(ConfigError::Missing(name))
+    }
+
+    fn number(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: (u64, u64),
+    ) -> Result<u64, ConfigError> {
+        let Some(text) = self.optional(name) else {
+            return Ok(default);
+        };
+        let value: u64 = text.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            reason: "not a non-negative integer".into(),
+        })?;
+        if value < range.0 || value > range.1 {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be between {} and {}", range.0, range.1),
+            });
+        }
+        Ok(value)
+    }
+
+    fn millis(
+        &self,
+        name: &'static str,
+        default: u64,
+        range: (u64, u64),
+    ) -> Result<Duration, ConfigError> {
+        self.number(name, default, range).map(Duration::from_millis)
+    }
+
+    fn url(&self, name: &'static str) -> Result<String, ConfigError> {
+        let url = self.required(name)?;
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Ok(url)
+        } else {
+            Err(ConfigError::Invalid {
+                name,
+                reason: "not an http(s) URL".into(),
+            })
+        }
+    }
+
+    /// Exactly one of a Secrets Manager ARN and a file.
+    fn secret(&self, arn: &'static str, file: &'static str) -> Result<SecretSource, ConfigError> {
+        match (self.optional(arn), self.optional(file)) {
+            (Some(arn), None) => Ok(SecretSource::SecretsManager(arn)),
+            (None, Some(path)) => Ok(SecretSource::File(PathBuf::from(path))),
+            _ => Err(ConfigError::OneOf(arn, file)),
+        }
+    }
+
+    /// Exactly one of an inline value and a file.
+    fn inline_or_file(
+        &self,
+        inline: &'static str,
+        file: &'static str,
+    ) -> Result<SecretSource, ConfigError> {
+        match (self.optional(inline), self.optional(file)) {
+            (Some(value), None) => Ok(SecretSource::Inline(SecretString::from(value))),
+            (None, Some(path)) => Ok(SecretSource::File(PathBuf::from(path))),
+            _ => Err(ConfigError::OneOf(inline, file)),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(function: Function) -> Result<Config, ConfigError> {
+        Self::from_lookup(function, &|name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (tests pass a map).
+    pub fn from_lookup(
+        function: Function,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let env = Env { lookup };
+        let orders_table = env.required("ORDERS_TABLE")?;
+        let nonces_table = env
+            .optional("NONCES_TABLE")
+            .unwrap_or_else(|| orders_table.clone());
+        let expiry_queue_url = match function {
+            Function::Pay => Some(env.url("EXPIRY_QUEUE_URL")?),
+            Function::Query => None,
+        };
+        let notify_url = match function {
+            Function::Pay => Some(env.url("ALIPAY_NOTIFY_URL")?),
+            Function::Query => env.optional("ALIPAY_NOTIFY_URL"),
+        };
+        let alipay = AlipaySettings {
+            app_id: env.required("ALIPAY_APP_ID")?,
+            gateway_url: env.url("ALIPAY_GATEWAY_URL")?,
+            notify_url,
+            seller_id: env.optional("ALIPAY_SELLER_ID"),
+            app_private_key: env.secret(
+                "ALIPAY_APP_PRIVATE_KEY_SECRET_ARN",
+                "ALIPAY_APP_PRIVATE_KEY_FILE",
+            )?,
+            alipay_public_key: env.inline_or_file("ALIPAY_PUBLIC_KEY", "ALIPAY_PUBLIC_KEY_FILE")?,
+            connect_timeout: env.millis("ALIPAY_CONNECT_TIMEOUT_MS", 3_000, (100, 30_000))?,
+            request_timeout: env.millis("ALIPAY_REQUEST_TIMEOUT_MS", 5_000, (500, 30_000))?,
+        };
+        let merchant_keys = env.secret("MERCHANT_API_KEYS_SECRET_ARN", "MERCHANT_API_KEYS_FILE")?;
+        let precreate_attempts =
+            u32::try_from(env.number("PRECREATE_ATTEMPTS", 2, (1, 5))?).unwrap_or(2);
+        let default_lease = alipay.request_timeout * precreate_attempts + Duration::from_secs(5);
+        let knobs = Knobs {
+            precreate_attempts,
+            poll_interval: env.millis("BARCODE_POLL_INTERVAL_MS", 3_000, (100, 60_000))?,
+            poll_duration: env.millis("BARCODE_POLL_DURATION_MS", 30_000, (0, 600_000))?,
+            cancel_attempts: u32::try_from(env.number("CANCEL_ATTEMPTS", 3, (1, 5))?).unwrap_or(3),
+            claim_lease: match env.optional("CLAIM_LEASE_SECONDS") {
+                Some(_) => Duration::from_secs(env.number("CLAIM_LEASE_SECONDS", 0, (1, 900))?),
+                None => default_lease,
+            },
+            sync_after: Duration::from_secs(env.number("SYNC_AFTER_SECONDS", 5, (0, 3600))?),
+            max_body_bytes: usize::try_from(env.number(
+                "MAX_BODY_BYTES",
+                16 * 1024,
+                (1024, 1024 * 1024),
+            )?)
+            .unwrap_or(16 * 1024),
+            function_timeout: match env.optional("FUNCTION_TIMEOUT_SECONDS") {
+                Some(_) => {
+                    Duration::from_secs(env.number("FUNCTION_TIMEOUT_SECONDS", 0, (1, 900))?)
+                }
+                None => function.default_timeout(),
+            },
+        };
+        let config = Config {
+            function,
+            orders_table,
+            nonces_table,
+            expiry_queue_url,
+            alipay,
+            merchant_keys,
+            knobs,
+        };
+        config.check_budget()?;
+        Ok(config)
+    }
+
+    /// The longest barcode flow must end before the function is killed: the pay call, the
+    /// polling window plus one query that starts at its end, and every cancel attempt.
+    pub fn barcode_worst_case(&self) -> Duration {
+        let call = self.alipay.request_timeout;
+        call + self.knobs.poll_duration + call + call * self.knobs.cancel_attempts
+    }
+
+    fn check_budget(&self) -> Result<(), ConfigError> {
+        if self.function != Function::Pay {
+            return Ok(());
+        }
+        let worst = self.barcode_worst_case();
+        if worst > self.knobs.function_timeout {
+            return Err(ConfigError::Invalid {
+                name: "BARCODE_POLL_DURATION_MS",
+                reason: format!(
+                    "the barcode flow can take {} ms (ALIPAY_REQUEST_TIMEOUT_MS x (2 + CANCEL_ATTEMPTS) + BARCODE_POLL_DURATION_MS), more than FUNCTION_TIMEOUT_SECONDS ({} s)",
+                    worst.as_millis(),
+                    self.knobs.function_timeout.as_secs()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn base() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("ORDERS_TABLE", "orders"),
+            ("EXPIRY_QUEUE_URL", "http://127.0.0.1:1/queue/expiry"),
+            ("ALIPAY_APP_ID", "2021000000000000"),
+            ("ALIPAY_GATEWAY_URL", "http://127.0.0.1:2/gateway.do"),
+            ("ALIPAY_NOTIFY_URL", "https://example.com/alipay/notify"),
+            ("ALIPAY_APP_PRIVATE_KEY_FILE", "/keys/app.pem"),
+            ("ALIPAY_PUBLIC_KEY", "MIIBIjANBgkq-secret-looking"),
+            ("MERCHANT_API_KEYS_SECRET_ARN", "arn:aws:secretsmanager:x"),
+        ])
+    }
+
+    fn load(
+        vars: &HashMap<&'static str, &'static str>,
+        function: Function,
+    ) -> Result<Config, ConfigError> {
+        Config::from_lookup(function, &|name| vars.get(name).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn reads_a_complete_environment_with_defaults() {
+        let config = load(&base(), Function::Pay).unwrap();
+        assert_eq!(config.nonces_table, "orders");
+        assert_eq!(config.knobs.poll_interval, Duration::from_secs(3));
+        assert_eq!(config.knobs.poll_duration, Duration::from_secs(30));
+        assert_eq!(config.knobs.claim_lease, Duration::from_secs(15));
+        assert!(config.barcode_worst_case() <= Duration::from_secs(60));
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret-looking"), "{shown}");
+    }
+
+    #[test]
+    fn names_the_missing_or_bad_variable() {
+        let mut vars = base();
+        vars.remove("ORDERS_TABLE");
+        assert_eq!(
+            load(&vars, Function::Pay).unwrap_err(),
+            ConfigError::Missing("ORDERS_TABLE")
+        );
+        let mut vars = base();
+        vars.insert("ALIPAY_APP_PRIVATE_KEY_SECRET_ARN", "arn:x");
+        assert!(
+            load(&vars, Function::Pay)
+                .unwrap_err()
+                .to_string()
+                .contains("ALIPAY_APP_PRIVATE_KEY_SECRET_ARN")
+        );
+        let mut vars = base();
+        vars.insert("BARCODE_POLL_INTERVAL_MS", "soon");
+        assert!(
+            load(&vars, Function::Pay)
+                .unwrap_err()
+                .to_string()
+                .contains("BARCODE_POLL_INTERVAL_MS")
+        );
+        let mut vars = base();
+        vars.insert("BARCODE_POLL_DURATION_MS", "59000");
+        assert!(
+            load(&vars, Function::Pay)
+                .unwrap_err()
+                .to_string()
+                .contains("FUNCTION_TIMEOUT_SECONDS")
+        );
+    }
+
+    #[test]
+    fn the_query_function_needs_no_queue() {
+        let mut vars = base();
+        vars.remove("EXPIRY_QUEUE_URL");
+        vars.remove("ALIPAY_NOTIFY_URL");
+        assert!(load(&vars, Function::Query).is_ok());
+        assert_eq!(
+            load(&vars, Function::Pay).unwrap_err(),
+            ConfigError::Missing("EXPIRY_QUEUE_URL")
+        );
+    }
+}

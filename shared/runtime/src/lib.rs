@@ -1,0 +1,55 @@
+//! What every HTTP function of the merchant API shares:
+//!
+//! - [`config`]: environment variables, validated at init, with clear errors.
+//! - [`wiring`]: builds the real adapters (DynamoDB, SQS, Secrets Manager) and the Alipay
+//!   client once per sandbox.
+//! - [`auth`]: merchant request authentication of a `lambda_http::Request`.
+//! - [`error`]: the JSON error body and its stable codes.
+//! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
+//! - [`telemetry`]: tracing and CloudWatch embedded metrics.
+//! - [`clock`]: the system clock.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod telemetry;
+pub mod view;
+pub mod wiring;
+
+pub use clock::SystemClock;
+pub use config::{Config, ConfigError, Function};
+pub use error::{ApiError, codes};
+pub use view::OrderView;
+
+use lambda_http::{Body, Request, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs `handler` as the Lambda function, flushing the invocation's metrics after each
+/// request. The handler answers every request itself (errors are JSON answers).
+pub async fn serve<H, F>(handler: Arc<H>, answer: F) -> Result<(), lambda_http::Error>
+where
+    H: Send + Sync + 'static,
+    F: for<'a> Fn(
+            Arc<H>,
+            Request,
+        ) -> std::pin::Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync
+        + 'static,
+{
+    let answer = Arc::new(answer);
+    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+        let handler = handler.clone();
+        let answer = answer.clone();
+        async move {
+            let response = answer(handler, request).await;
+            telemetry::flush_metrics();
+            Ok::<_, Infallible>(response)
+        }
+    }))
+    .await
+}

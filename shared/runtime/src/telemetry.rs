@@ -1,0 +1,113 @@
+//! Logs and metrics.
+//!
+//! Logs: `tracing`, initialised by `lambda_runtime`'s default subscriber, which writes JSON
+//! when Lambda's `AWS_LAMBDA_LOG_FORMAT` is `JSON` and human-readable lines otherwise, at
+//! `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG` (default INFO). Every request runs in a span carrying
+//! the API Gateway request id and, once known, the `out_trade_no`.
+//!
+//! Metrics: CloudWatch Embedded Metric Format through the `metrics` facade and
+//! `metrics_cloudwatch_embedded` (a maintained EMF backend, so no hand-written writer): after
+//! each invocation one JSON line goes to stdout, namespace `AlipayF2F`, dimension `Function`.
+
+use crate::config::Function;
+use lambda_http::Request;
+use metrics_cloudwatch_embedded::Collector;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The EMF namespace of every metric.
+pub const NAMESPACE: &str = "AlipayF2F";
+
+static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
+
+/// Installs the global tracing subscriber (call once, from `main`).
+pub fn init_tracing() {
+    lambda_http::tracing::init_default_subscriber();
+}
+
+/// Installs the EMF metrics recorder for `function` (call once, from `main`). Without it
+/// (unit and integration tests) metrics are discarded.
+pub fn init_metrics(function: Function) -> Result<(), String> {
+    let collector = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(NAMESPACE)
+        .with_dimension("Function", function.name())
+        .init()
+        .map_err(|e| e.to_string())?;
+    COLLECTOR
+        .set(collector)
+        .map_err(|_| "metrics are already initialised".to_owned())
+}
+
+/// Writes the metrics of the invocation that just ended as one EMF line on stdout.
+pub fn flush_metrics() {
+    flush_metrics_to(std::io::stdout());
+}
+
+/// Writes the pending metrics as one EMF line to `writer`.
+pub fn flush_metrics_to(writer: impl std::io::Write) {
+    if let Some(collector) = COLLECTOR.get()
+        && let Err(error) = collector.flush(writer)
+    {
+        tracing::warn!(%error, "metrics could not be written");
+    }
+}
+
+/// Counts one occurrence of `name` (e.g. `payment_created`, `alipay_unknown_outcome`).
+pub fn count(name: &'static str) {
+    metrics::counter!(name).increment(1);
+}
+
+/// Records a duration in milliseconds.
+pub fn millis(name: &'static str, elapsed: Duration) {
+    metrics::describe_histogram!(name, metrics::Unit::Milliseconds, "");
+    metrics::histogram!(name).record(elapsed.as_secs_f64() * 1000.0);
+}
+
+/// The span of one request: the function, API Gateway's request id, and an `out_trade_no`
+/// field that the handler records once it knows it.
+pub fn request_span(function: Function, request: &Request) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        function = function.name(),
+        request_id = %crate::http::request_id(request),
+        method = %request.method(),
+        out_trade_no = tracing::field::Empty,
+    )
+}
+
+/// Records the order number on the current request span.
+pub fn record_out_trade_no(out_trade_no: &str) {
+    tracing::Span::current().record("out_trade_no", out_trade_no);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_one_emf_line_per_flush() {
+        init_metrics(Function::Pay).unwrap();
+        count("payment_created");
+        count("payment_created");
+        millis("request_latency", Duration::from_millis(12));
+        let mut out = Vec::new();
+        flush_metrics_to(&mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let emf: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let directive = &emf["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "AlipayF2F");
+        assert_eq!(directive["Dimensions"], serde_json::json!([["Function"]]));
+        assert!(emf["_aws"]["Timestamp"].is_u64());
+        assert_eq!(emf["Function"], "pay");
+        assert_eq!(emf["payment_created"], 2);
+        let names: Vec<&str> = directive["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["Name"].as_str())
+            .collect();
+        assert!(names.contains(&"payment_created") && names.contains(&"request_latency"));
+        assert!(init_metrics(Function::Pay).is_err(), "only once");
+    }
+}

@@ -1,0 +1,126 @@
+//! Builds the real adapters and the Alipay client once per Lambda sandbox (at init, before
+//! the first request), from a validated [`Config`]. Secrets are read from Secrets Manager or,
+//! for local runs, from files; they live in `SecretString`s and key types whose `Debug`
+//! redacts them, and no error carries a secret's value.
+
+use crate::config::{Config, SecretSource};
+use alipay::client::{AlipayClient, ClientConfig};
+use alipay::{AlipayVerifier, PrivateKey, PublicKey};
+use aws_adapters::{
+    DynamoNonceStore, DynamoOrderStore, SecretsLoader, SqsExpiryScheduler, aws_sdk_dynamodb,
+    aws_sdk_secretsmanager, aws_sdk_sqs,
+};
+use aws_config::SdkConfig;
+use domain::auth::MerchantKeys;
+use secrecy::{ExposeSecret, SecretString};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    #[error("{what} could not be read from {source_name}: {reason}")]
+    Secret {
+        what: &'static str,
+        source_name: String,
+        reason: String,
+    },
+    #[error("{what} is not usable: {reason}")]
+    Invalid { what: &'static str, reason: String },
+}
+
+/// Everything a function needs, built once.
+#[derive(Debug, Clone)]
+pub struct Adapters {
+    pub orders: DynamoOrderStore,
+    pub nonces: DynamoNonceStore,
+    /// Present for functions configured with `EXPIRY_QUEUE_URL`.
+    pub expiry: Option<SqsExpiryScheduler>,
+    pub alipay: AlipayClient,
+    pub merchant_keys: MerchantKeys,
+}
+
+/// Builds the adapters with the SDK's default chain (`AWS_ENDPOINT_URL` honoured).
+pub async fn build(config: &Config) -> Result<Adapters, WiringError> {
+    let sdk = aws_adapters::aws_config().await;
+    build_with(config, &sdk).await
+}
+
+/// Builds the adapters with a given SDK configuration (tests point it at the emulator).
+pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, WiringError> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let secrets = SecretsLoader::new(aws_sdk_secretsmanager::Client::new(sdk));
+    let private_key_text = read_secret(
+        &secrets,
+        "the Alipay app private key",
+        &config.alipay.app_private_key,
+    )
+    .await?;
+    let app_private_key =
+        PrivateKey::parse(private_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
+            what: "the Alipay app private key",
+            reason: e.to_string(),
+        })?;
+    let public_key_text = read_secret(
+        &secrets,
+        "the Alipay public key",
+        &config.alipay.alipay_public_key,
+    )
+    .await?;
+    let alipay_public_key =
+        PublicKey::parse(public_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
+            what: "the Alipay public key",
+            reason: e.to_string(),
+        })?;
+    let mut client_config = ClientConfig::new(
+        config.alipay.gateway_url.clone(),
+        config.alipay.app_id.clone(),
+        app_private_key,
+        AlipayVerifier::PublicKey(alipay_public_key),
+    )
+    .with_timeouts(config.alipay.connect_timeout, config.alipay.request_timeout);
+    if let Some(url) = &config.alipay.notify_url {
+        client_config = client_config.with_notify_url(url.clone());
+    }
+    let alipay = AlipayClient::new(client_config).map_err(|e| WiringError::Invalid {
+        what: "the Alipay client configuration",
+        reason: e.to_string(),
+    })?;
+    let keys_text = read_secret(&secrets, "the merchant API keys", &config.merchant_keys).await?;
+    let merchant_keys =
+        MerchantKeys::from_json(keys_text.expose_secret()).map_err(|e| WiringError::Invalid {
+            what: "the merchant API keys",
+            reason: e.to_string(),
+        })?;
+    Ok(Adapters {
+        orders: DynamoOrderStore::new(dynamo.clone(), config.orders_table.clone()),
+        nonces: DynamoNonceStore::new(dynamo, config.nonces_table.clone()),
+        expiry: config
+            .expiry_queue_url
+            .as_ref()
+            .map(|url| SqsExpiryScheduler::new(aws_sdk_sqs::Client::new(sdk), url.clone())),
+        alipay,
+        merchant_keys,
+    })
+}
+
+async fn read_secret(
+    secrets: &SecretsLoader,
+    what: &'static str,
+    source: &SecretSource,
+) -> Result<SecretString, WiringError> {
+    match source {
+        SecretSource::SecretsManager(arn) => {
+            secrets.load(arn).await.map_err(|e| WiringError::Secret {
+                what,
+                source_name: arn.clone(),
+                reason: e.to_string(),
+            })
+        }
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map(SecretString::from)
+            .map_err(|e| WiringError::Secret {
+                what,
+                source_name: path.display().to_string(),
+                reason: e.kind().to_string(),
+            }),
+        SecretSource::Inline(value) => Ok(value.clone()),
+    }
+}
