@@ -33,7 +33,13 @@ mod tests {
 
     #[tokio::test]
     async fn fails_instead_of_pretending() {
-        let event = LambdaEvent::new(EventBridgeEvent::default(), lambda_runtime::Context::default());
-        assert!(matches!(handle(event).await, Err(HandlerError::NotImplemented)));
+        let event = LambdaEvent::new(
+            EventBridgeEvent::default(),
+            lambda_runtime::Context::default(),
+        );
+        assert!(matches!(
+            handle(event).await,
+            Err(HandlerError::NotImplemented)
+        ));
     }
 }

@@ -24,7 +24,9 @@ mod tests {
 
     #[tokio::test]
     async fn answers_not_implemented_instead_of_pretending() {
-        let response = handle(Request::default()).await.unwrap_or_else(|never| match never {});
+        let response = handle(Request::default())
+            .await
+            .unwrap_or_else(|never| match never {});
         assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
         let Body::Text(text) = response.body() else {
             unreachable!("a JSON text body")

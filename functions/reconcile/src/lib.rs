@@ -34,6 +34,9 @@ mod tests {
     #[tokio::test]
     async fn fails_instead_of_pretending() {
         let event = LambdaEvent::new(S3Event::default(), lambda_runtime::Context::default());
-        assert!(matches!(handle(event).await, Err(HandlerError::NotImplemented)));
+        assert!(matches!(
+            handle(event).await,
+            Err(HandlerError::NotImplemented)
+        ));
     }
 }
