@@ -360,7 +360,7 @@ mod tests {
             .push_back(cancelled(CancelAction::Close, false));
         let created = p.create(&barcode_request("B3")).await.unwrap();
         assert_eq!(created.order.status(), OrderStatus::Closed);
-        assert_eq!(p.gateway.calls("query"), 10, "every 3 s for 30 s");
+        assert_eq!(p.gateway.calls("query"), 8, "every 3 s for 24 s");
         assert_eq!(closed_reason(&p), "buyer_did_not_confirm");
     }
 

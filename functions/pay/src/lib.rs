@@ -70,7 +70,7 @@ impl Default for Settings {
             lease: Duration::from_secs(15),
             precreate_attempts: 2,
             poll_interval: Duration::from_secs(3),
-            poll_duration: Duration::from_secs(30),
+            poll_duration: Duration::from_secs(24),
             cancel_attempts: 3,
             cancel_retry_delay: Duration::from_secs(1),
             seller_id: None,

@@ -17,7 +17,7 @@
 //! | `ALIPAY_REQUEST_TIMEOUT_MS` | optional | whole-call budget, default 5000 |
 //! | `PRECREATE_ATTEMPTS` | optional | identical precreates on an unknown outcome, default 2 (1–5) |
 //! | `BARCODE_POLL_INTERVAL_MS` | optional | default 3000 |
-//! | `BARCODE_POLL_DURATION_MS` | optional | default 30000 |
+//! | `BARCODE_POLL_DURATION_MS` | optional | default 24000: with the pay call and the cancel, a buyer who never confirms is settled inside API Gateway's 30 s integration timeout |
 //! | `CANCEL_ATTEMPTS` | optional | default 3 (1–5) |
 //! | `CLAIM_LEASE_SECONDS` | optional | default: request timeout × precreate attempts + 5 s |
 //! | `SYNC_AFTER_SECONDS` | optional | a GET asks Alipay when the order was last synced longer ago, default 5 |
@@ -247,7 +247,7 @@ impl Config {
         let knobs = Knobs {
             precreate_attempts,
             poll_interval: env.millis("BARCODE_POLL_INTERVAL_MS", 3_000, (100, 60_000))?,
-            poll_duration: env.millis("BARCODE_POLL_DURATION_MS", 30_000, (0, 600_000))?,
+            poll_duration: env.millis("BARCODE_POLL_DURATION_MS", 24_000, (0, 600_000))?,
             cancel_attempts: u32::try_from(env.number("CANCEL_ATTEMPTS", 3, (1, 5))?).unwrap_or(3),
             claim_lease: match env.optional("CLAIM_LEASE_SECONDS") {
                 Some(_) => Duration::from_secs(env.number("CLAIM_LEASE_SECONDS", 0, (1, 900))?),
@@ -336,7 +336,7 @@ mod tests {
         let config = load(&base(), Function::Pay).unwrap();
         assert_eq!(config.nonces_table, "orders");
         assert_eq!(config.knobs.poll_interval, Duration::from_secs(3));
-        assert_eq!(config.knobs.poll_duration, Duration::from_secs(30));
+        assert_eq!(config.knobs.poll_duration, Duration::from_secs(24));
         assert_eq!(config.knobs.claim_lease, Duration::from_secs(15));
         assert!(config.barcode_worst_case() <= Duration::from_secs(60));
         let shown = format!("{config:?}");
