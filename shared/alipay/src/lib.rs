@@ -45,6 +45,7 @@ pub mod bill;
 pub mod canonical;
 pub mod cert;
 pub mod client;
+pub mod form;
 pub mod keys;
 pub mod money;
 pub mod notify;

@@ -3,7 +3,6 @@
 //! (UTF-8 or GBK) — never through a UTF-8-only form parser, which would corrupt GBK bytes.
 
 use encoding_rs::{Encoding, GBK, UTF_8};
-use percent_encoding::percent_decode;
 use std::collections::BTreeMap;
 
 /// Raw (decoded-once) pairs, query first then body.
@@ -14,8 +13,8 @@ pub struct RawParams {
 
 impl RawParams {
     pub fn from_parts(query: &[u8], body: &[u8]) -> RawParams {
-        let mut pairs = split_form(query);
-        pairs.extend(split_form(body));
+        let mut pairs = alipay::form::decode_raw(query);
+        pairs.extend(alipay::form::decode_raw(body));
         RawParams { pairs }
     }
 
@@ -59,24 +58,6 @@ pub fn charset(label: Option<&str>) -> Option<&'static Encoding> {
         "gbk" | "gb2312" => Some(GBK),
         _ => None,
     }
-}
-
-/// Splits `a=1&b=2` and percent-decodes each key and value once (`+` is a space).
-fn split_form(raw: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let decode = |part: &[u8]| -> Vec<u8> {
-        let spaced: Vec<u8> = part
-            .iter()
-            .map(|&b| if b == b'+' { b' ' } else { b })
-            .collect();
-        percent_decode(&spaced).collect()
-    };
-    raw.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (decode(&pair[..i]), decode(&pair[i + 1..])),
-            None => (decode(pair), Vec::new()),
-        })
-        .collect()
 }
 
 #[cfg(test)]
