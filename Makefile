@@ -6,23 +6,26 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 LOCAL_DIR := .local
+API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
+MOTO_PORT ?= 8602
 
 .PHONY: help run test test-deps lint fmt bench clean-local
 
 help:
-	@echo "make run    - start the local stack on 127.0.0.1 (Alipay sandbox simulator, ...)"
+	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
 	@echo "make bench  - RSA2 benchmarks, compared with 'openssl speed' in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
+# The whole stack in one process tree: moto (from the venv, installed here if missing), the
+# Alipay sandbox simulator and the merchant API functions on their API Gateway routes.
+# Ctrl-C stops it all.
 run:
-	$(CARGO) build -p alipay-sandbox
-	@echo "Starting the Alipay sandbox simulator (keys and sandbox.json in $(LOCAL_DIR)/sandbox)."
-	@echo "  gateway:  http://127.0.0.1:$(SANDBOX_PORT)/gateway.do"
-	@echo "  web page: http://127.0.0.1:$(SANDBOX_PORT)/  (trades, QR codes, buyer buttons)"
-	@echo "Not built yet: the merchant API host (functions on their routes) and the AWS emulator."
-	$(CARGO) run -q -p alipay-sandbox -- --listen 127.0.0.1:$(SANDBOX_PORT) --keys-dir $(LOCAL_DIR)/sandbox
+	@./infra/scripts/test-deps.sh moto
+	$(CARGO) build -q -p local-stack -p payments-cli
+	$(CARGO) run -q -p local-stack -- --port $(API_PORT) --sandbox-port $(SANDBOX_PORT) \
+		--moto-port $(MOTO_PORT) --local-dir $(LOCAL_DIR)
 
 # Services and tools the tests start or drive themselves (each test starts and stops its
 # own processes on 127.0.0.1).

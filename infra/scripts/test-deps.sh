@@ -4,7 +4,9 @@
 #
 # Every step is idempotent: it checks what is there and installs only what is missing or at
 # the wrong version, so `make test` runs this every time at almost no cost. Later suites add
-# their own step: a function below, called from the list at the end.
+# their own step: a function below, named in STEPS at the end.
+#
+# Usage: test-deps.sh [STEP...]   (default: every step; e.g. `make run` needs only `moto`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -135,6 +137,15 @@ step_alipay_sdk() {
     say "alipay-sdk-python==$ALIPAY_SDK_VERSION installed"
 }
 
-step_moto
-step_chromium
-step_alipay_sdk
+STEPS=(moto chromium alipay_sdk)
+if (($# == 0)); then
+    set -- "${STEPS[@]}"
+fi
+for step in "$@"; do
+    step=${step//-/_}
+    if [[ " ${STEPS[*]} " == *" $step "* ]]; then
+        "step_$step"
+    else
+        die "unknown step '$step' (steps: ${STEPS[*]})"
+    fi
+done

@@ -87,12 +87,18 @@ impl MotoServer {
         let launcher = Launcher::find()?;
         let mut attempt = 1;
         loop {
-            match MotoServer::start_once(&launcher).await {
+            match MotoServer::start_once(&launcher, free_port()?).await {
                 // The free port was taken between our probe and the server's bind: take another.
                 Err(MotoError::Exited { .. }) if attempt < START_ATTEMPTS => attempt += 1,
                 other => return other,
             }
         }
+    }
+
+    /// Starts a server of its own on `port` of 127.0.0.1 (the local stack's fixed port) and
+    /// waits until it answers HTTP. Fails if the port is taken.
+    pub async fn start_on(port: u16) -> Result<MotoServer, MotoError> {
+        MotoServer::start_once(&Launcher::find()?, port).await
     }
 
     /// One server for all the tests of this process that hold a handle at the same time;
@@ -111,8 +117,7 @@ impl MotoServer {
         Ok(server)
     }
 
-    async fn start_once(launcher: &Launcher) -> Result<MotoServer, MotoError> {
-        let port = free_port()?;
+    async fn start_once(launcher: &Launcher, port: u16) -> Result<MotoServer, MotoError> {
         let log = tempfile::Builder::new()
             .prefix("moto-server-")
             .suffix(".log")

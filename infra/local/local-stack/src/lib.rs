@@ -1,0 +1,423 @@
+//! The whole local stack on 127.0.0.1, for `make run`:
+//!
+//! - the AWS emulator, `moto_server` from the project venv (`.local/venv`, installed by
+//!   `infra/scripts/test-deps.sh moto`), started as a child process by `test-support`'s
+//!   launcher, with the orders table and the expiry queue created in it;
+//! - the Alipay sandbox simulator, in this process, its keys and `sandbox.json` in
+//!   `<local dir>/sandbox` (kept between runs);
+//! - the merchant API: the real `pay`, `query` and `notify` handlers, built by the same
+//!   configuration and wiring code as in Lambda, on the routes of `template.yaml`, behind a
+//!   small API Gateway emulation ([`gateway`]);
+//! - the merchant API key `local` ([`keys`]).
+//!
+//! Moto and the sandbox keep their state in memory: every run starts with no orders.
+
+pub mod gateway;
+pub mod keys;
+
+use alipay_sandbox::RunningSandbox;
+use aws_adapters::{aws_sdk_dynamodb, aws_sdk_sqs};
+use axum::extract::{Request as AxumRequest, State};
+use axum::http::StatusCode;
+use f2f_runtime::config::{Config, Function};
+use f2f_runtime::{SystemClock, wiring};
+use gateway::{HttpRequest, Route};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use test_support::MotoServer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use keys::MerchantKey;
+
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+pub const DEFAULT_PORT: u16 = 8600;
+pub const DEFAULT_SANDBOX_PORT: u16 = 8601;
+pub const DEFAULT_MOTO_PORT: u16 = 8602;
+pub const ORDERS_TABLE: &str = "orders";
+pub const EXPIRY_QUEUE: &str = "order-expiry";
+/// Where the sandbox keeps its keys and `sandbox.json`, under the local directory.
+pub const SANDBOX_DIR: &str = "sandbox";
+
+/// The optional function variables (timing knobs) that may be set in the environment of
+/// `make run`; the others are the stack's own.
+pub const KNOBS: &[&str] = &[
+    "ALIPAY_CONNECT_TIMEOUT_MS",
+    "ALIPAY_REQUEST_TIMEOUT_MS",
+    "PRECREATE_ATTEMPTS",
+    "BARCODE_POLL_INTERVAL_MS",
+    "BARCODE_POLL_DURATION_MS",
+    "CANCEL_ATTEMPTS",
+    "CLAIM_LEASE_SECONDS",
+    "SYNC_AFTER_SECONDS",
+    "MAX_BODY_BYTES",
+];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The merchant API's port; 0 picks a free one.
+    pub port: u16,
+    /// The sandbox's port; 0 picks a free one.
+    pub sandbox_port: u16,
+    /// Moto's port; 0 picks a free one.
+    pub moto_port: u16,
+    /// The sandbox keys and the merchant key files live here (`.local`).
+    pub local_dir: PathBuf,
+    /// Function variables from [`KNOBS`].
+    pub knobs: BTreeMap<String, String>,
+}
+
+impl Options {
+    /// The [`KNOBS`] set in this process's environment.
+    pub fn knobs_from_env() -> BTreeMap<String, String> {
+        KNOBS
+            .iter()
+            .filter_map(|name| {
+                std::env::var(name)
+                    .ok()
+                    .map(|value| ((*name).to_owned(), value))
+            })
+            .collect()
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: DEFAULT_PORT,
+            sandbox_port: DEFAULT_SANDBOX_PORT,
+            moto_port: DEFAULT_MOTO_PORT,
+            local_dir: PathBuf::from(".local"),
+            knobs: BTreeMap::new(),
+        }
+    }
+}
+
+type Pay = pay::PayApi<
+    aws_adapters::DynamoOrderStore,
+    aws_adapters::SqsExpiryScheduler,
+    alipay::client::AlipayClient,
+    SystemClock,
+    aws_adapters::DynamoNonceStore,
+>;
+type Query = query::QueryApi<
+    aws_adapters::DynamoOrderStore,
+    alipay::client::AlipayClient,
+    SystemClock,
+    aws_adapters::DynamoNonceStore,
+>;
+
+/// The functions behind the routes.
+struct Functions {
+    pay: Pay,
+    query: Query,
+}
+
+/// A running stack; [`LocalStack::shutdown`] stops it (dropping it also stops moto).
+pub struct LocalStack {
+    api_url: String,
+    sandbox: RunningSandbox,
+    moto: MotoServer,
+    merchant_key: MerchantKey,
+    sandbox_dir: PathBuf,
+    sync_after_seconds: u64,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+impl LocalStack {
+    /// Starts everything and returns once the API answers.
+    pub async fn start(options: Options) -> Result<LocalStack, Error> {
+        let local_dir = &options.local_dir;
+        std::fs::create_dir_all(local_dir)
+            .map_err(|e| format!("cannot create {}: {e}", local_dir.display()))?;
+        // Bound first: the notify URL given to Alipay needs the port.
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+            .await
+            .map_err(|e| {
+                format!(
+                    "merchant API: cannot listen on 127.0.0.1:{}: {e}",
+                    options.port
+                )
+            })?;
+        let api_url = format!("http://{}", listener.local_addr()?);
+        let merchant_key = keys::ensure(local_dir)?;
+        if merchant_key.created {
+            tracing::info!(key_id = keys::KEY_ID, file = %merchant_key.keys_file.display(), "merchant API key created");
+        }
+
+        tracing::info!("starting moto (the AWS emulator)");
+        let moto = match options.moto_port {
+            0 => MotoServer::start().await,
+            port => MotoServer::start_on(port).await,
+        }
+        .map_err(|e| format!("moto: {e}"))?;
+        let sdk = moto.sdk_config();
+        aws_adapters::dynamo::schema::create_table(
+            &aws_sdk_dynamodb::Client::new(&sdk),
+            ORDERS_TABLE,
+        )
+        .await?;
+        let queue_url = aws_sdk_sqs::Client::new(&sdk)
+            .create_queue()
+            .queue_name(EXPIRY_QUEUE)
+            .send()
+            .await
+            .map_err(|e| format!("moto: creating the expiry queue: {e}"))?
+            .queue_url
+            .ok_or("moto: the expiry queue has no URL")?;
+        tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
+
+        let sandbox_dir = local_dir.join(SANDBOX_DIR);
+        let mut sandbox_config = alipay_sandbox::Config::new(&sandbox_dir);
+        sandbox_config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, options.sandbox_port));
+        let sandbox = alipay_sandbox::spawn(sandbox_config)
+            .await
+            .map_err(|e| format!("alipay sandbox: {e}"))?;
+        let identity = sandbox.sandbox().identity();
+
+        let mut vars: BTreeMap<String, String> = options.knobs.clone();
+        for (name, value) in [
+            ("ORDERS_TABLE", ORDERS_TABLE.to_owned()),
+            ("EXPIRY_QUEUE_URL", queue_url),
+            ("ALIPAY_APP_ID", identity.app_id.clone()),
+            ("ALIPAY_SELLER_ID", identity.seller_id.clone()),
+            ("ALIPAY_GATEWAY_URL", sandbox.gateway_url()),
+            ("ALIPAY_NOTIFY_URL", format!("{api_url}/alipay/notify")),
+            (
+                "ALIPAY_APP_PRIVATE_KEY_FILE",
+                path_text(&sandbox_dir.join(alipay_sandbox::identity::APP_PRIVATE_KEY_FILE)),
+            ),
+            (
+                "ALIPAY_PUBLIC_KEY_FILE",
+                path_text(&sandbox_dir.join(alipay_sandbox::identity::ALIPAY_PUBLIC_KEY_FILE)),
+            ),
+            ("MERCHANT_API_KEYS_FILE", path_text(&merchant_key.keys_file)),
+        ] {
+            vars.insert(name.to_owned(), value);
+        }
+        let lookup = |name: &str| vars.get(name).cloned();
+        let pay_config = Config::from_lookup(Function::Pay, &lookup)?;
+        let query_config = Config::from_lookup(Function::Query, &lookup)?;
+        let pay_adapters = wiring::build_with(&pay_config, &sdk).await?;
+        let query_adapters = wiring::build_with(&query_config, &sdk).await?;
+        let sync_after = query_config.knobs.sync_after;
+        let functions = Arc::new(Functions {
+            pay: pay::PayApi {
+                payments: pay::Payments::new(
+                    pay_adapters.orders,
+                    pay_adapters.expiry.ok_or("EXPIRY_QUEUE_URL is required")?,
+                    pay_adapters.alipay,
+                    SystemClock,
+                    pay::Settings::from_config(&pay_config),
+                ),
+                nonces: pay_adapters.nonces,
+                keys: pay_adapters.merchant_keys,
+                max_body_bytes: pay_config.knobs.max_body_bytes,
+            },
+            query: query::QueryApi {
+                orders: query::Orders {
+                    store: query_adapters.orders,
+                    gateway: query_adapters.alipay,
+                    clock: SystemClock,
+                    sync_after,
+                },
+                nonces: query_adapters.nonces,
+                keys: query_adapters.merchant_keys,
+            },
+        });
+
+        let app = axum::Router::new()
+            .fallback(serve_request)
+            .with_state(functions);
+        let (stop, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%error, "the merchant API server stopped");
+            }
+        });
+        tracing::info!(%api_url, "merchant API ready");
+        Ok(LocalStack {
+            api_url,
+            sandbox,
+            moto,
+            merchant_key,
+            sandbox_dir,
+            sync_after_seconds: sync_after.as_secs(),
+            stop,
+            server,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the merchant API.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// `http://127.0.0.1:PORT` of the sandbox (its web page is `/`).
+    pub fn sandbox_url(&self) -> &str {
+        self.sandbox.base_url()
+    }
+
+    pub fn sandbox_gateway_url(&self) -> String {
+        self.sandbox.gateway_url()
+    }
+
+    pub fn moto_url(&self) -> String {
+        self.moto.endpoint_url()
+    }
+
+    pub fn merchant_key(&self) -> &MerchantKey {
+        &self.merchant_key
+    }
+
+    /// What `make run` prints once everything answers.
+    pub fn banner(&self) -> String {
+        let api = &self.api_url;
+        let sandbox = self.sandbox_url();
+        let key = &self.merchant_key;
+        let secret = key.secret_file.display();
+        format!(
+            "\n\
+             Local stack ready (127.0.0.1 only; Ctrl-C stops everything; state is in memory).\n\
+             \n\
+             \x20 merchant API    {api}\n\
+             \x20                 POST /v1/payments, GET /v1/payments/{{out_trade_no}}, POST /alipay/notify\n\
+             \x20 Alipay sandbox  {sandbox}/  (web page: trades, QR codes, buyer buttons)\n\
+             \x20                 {gateway}  (gateway; keys and sandbox.json in {sandbox_dir})\n\
+             \x20 AWS (moto)      {moto}  (table {ORDERS_TABLE}, queue {EXPIRY_QUEUE})\n\
+             \x20 API key         id {key_id}: secret in {secret}, keys file {keys_file}\n\
+             \x20 GET of a pending order asks the sandbox when last synced over {sync}s ago (SYNC_AFTER_SECONDS)\n\
+             \n\
+             Try it (from the repository root, in one shell):\n\
+             \n\
+             \x20 N=T$(date +%s); cargo run -q -p payments-cli -- --api {api} --key-id {key_id} --secret-file {secret} create --out-trade-no $N --amount-fen 1 --subject coffee --scene qr\n\
+             \x20 curl -s -X POST {sandbox}/sandbox/trades/$N/pay; echo   # or open {sandbox}/ and press Pay\n\
+             \x20 cargo run -q -p payments-cli -- --api {api} --key-id {key_id} --secret-file {secret} get $N\n",
+            gateway = self.sandbox_gateway_url(),
+            sandbox_dir = self.sandbox_dir.display(),
+            moto = self.moto_url(),
+            key_id = key.key_id,
+            keys_file = key.keys_file.display(),
+            sync = self.sync_after_seconds,
+        )
+    }
+
+    /// Stops the API, the sandbox and moto.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        self.sandbox.shutdown().await;
+        drop(self.moto);
+        tracing::info!("local stack stopped");
+    }
+}
+
+/// Starts the stack, prints the banner, runs until Ctrl-C or SIGTERM, then stops it all.
+pub async fn run(options: Options) -> Result<(), Error> {
+    let stack = LocalStack::start(options).await?;
+    println!("{}", stack.banner());
+    termination().await;
+    tracing::info!("stopping");
+    stack.shutdown().await;
+    Ok(())
+}
+
+async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn path_text(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// One HTTP request through the API Gateway emulation to its function.
+async fn serve_request(
+    State(functions): State<Arc<Functions>>,
+    request: AxumRequest,
+) -> axum::response::Response {
+    let started = Instant::now();
+    let request_id = ulid::Ulid::generate().to_string();
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_owned();
+    let response = match gateway::route(&parts.method, &path) {
+        None => gateway::gateway_answer(StatusCode::NOT_FOUND, "Not Found"),
+        Some(route) => match axum::body::to_bytes(body, gateway::MAX_REQUEST_BYTES).await {
+            Err(_) => {
+                gateway::gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
+            }
+            Ok(bytes) => {
+                let http = HttpRequest {
+                    method: &parts.method,
+                    path: &path,
+                    raw_query: parts.uri.query().unwrap_or(""),
+                    headers: &parts.headers,
+                    body: &bytes,
+                };
+                let event = gateway::event(&http, &route, &request_id);
+                match gateway::lambda_request(&event) {
+                    Err(error) => {
+                        tracing::error!(%error, "the event could not be converted");
+                        gateway::gateway_answer(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "Internal Server Error",
+                        )
+                    }
+                    Ok(request) => {
+                        let answer = async {
+                            match &route {
+                                Route::Pay => functions.pay.handle(request).await,
+                                Route::Query { .. } => functions.query.handle(request).await,
+                                Route::Notify => match notify::handle(request).await {
+                                    Ok(response) => response,
+                                    Err(never) => match never {},
+                                },
+                            }
+                        };
+                        match tokio::time::timeout(gateway::INTEGRATION_TIMEOUT, answer).await {
+                            Ok(response) => gateway::http_response(response),
+                            Err(_) => gateway::gateway_answer(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "Service Unavailable",
+                            ),
+                        }
+                    }
+                }
+            }
+        },
+    };
+    let mut response = response;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("apigw-requestid", value);
+    }
+    tracing::info!(
+        method = %parts.method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        request_id,
+        "api request"
+    );
+    response
+}

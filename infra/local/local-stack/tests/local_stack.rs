@@ -1,0 +1,204 @@
+//! The whole stack on free ports with a temporary local directory, driven over HTTP like a
+//! merchant: a signed QR payment, the buyer pays in the sandbox, the GET converges to PAID,
+//! the sandbox's notification reaches the notify route; unsigned requests and unknown routes
+//! are refused like API Gateway and the functions refuse them.
+
+use domain::auth::{RequestToSign, sign, string_to_sign};
+use local_stack::{LocalStack, Options};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn signed(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    path: &str,
+    body: &str,
+    key_id: &str,
+    secret: &str,
+) -> reqwest::RequestBuilder {
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let nonce = format!("n{}", ulid_like());
+    let to_sign = RequestToSign {
+        method: method.as_str(),
+        path,
+        raw_query: "",
+        body: body.as_bytes(),
+    };
+    let signature = sign(
+        &SecretString::from(secret.to_owned()),
+        &string_to_sign(&to_sign, &timestamp, &nonce),
+    );
+    http.request(method, format!("{url}{path}"))
+        .header("x-key-id", key_id)
+        .header("x-timestamp", timestamp)
+        .header("x-nonce", nonce)
+        .header("x-signature", signature)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+}
+
+fn ulid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{nanos}x{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn a_qr_payment_end_to_end_over_http() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stack = LocalStack::start(Options {
+        port: 0,
+        sandbox_port: 0,
+        moto_port: 0,
+        local_dir: dir.path().to_owned(),
+        knobs: BTreeMap::from([("SYNC_AFTER_SECONDS".to_owned(), "0".to_owned())]),
+    })
+    .await?;
+    let api = stack.api_url().to_owned();
+    let sandbox = stack.sandbox_url().to_owned();
+    let key = stack.merchant_key().clone();
+    let secret = std::fs::read_to_string(&key.secret_file)?.trim().to_owned();
+    let keys: Value = serde_json::from_str(&std::fs::read_to_string(&key.keys_file)?)?;
+    assert_eq!(keys[key.key_id], secret.as_str());
+    assert!(stack.banner().contains(&api));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .no_proxy()
+        .build()?;
+
+    // Create a QR payment.
+    let out_trade_no = format!("T{}", chrono::Utc::now().timestamp_millis());
+    let body = json!({
+        "out_trade_no": out_trade_no,
+        "amount_fen": 1,
+        "subject": "coffee",
+        "scene": "qr",
+    })
+    .to_string();
+    let created = signed(
+        &http,
+        reqwest::Method::POST,
+        &api,
+        "/v1/payments",
+        &body,
+        key.key_id,
+        &secret,
+    )
+    .send()
+    .await?;
+    assert_eq!(created.status(), 201);
+    assert!(created.headers().contains_key("apigw-requestid"));
+    let order: Value = created.json().await?;
+    assert_eq!(order["status"], "PENDING", "{order}");
+
+    // The buyer scans and pays in the sandbox.
+    let paid = http
+        .post(format!("{sandbox}/sandbox/trades/{out_trade_no}/pay"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await?;
+    assert!(paid.status().is_success(), "{}", paid.text().await?);
+
+    // The GET asks Alipay and converges.
+    let path = format!("/v1/payments/{out_trade_no}");
+    let got = signed(
+        &http,
+        reqwest::Method::GET,
+        &api,
+        &path,
+        "",
+        key.key_id,
+        &secret,
+    )
+    .send()
+    .await?;
+    assert_eq!(got.status(), 200);
+    let order: Value = got.json().await?;
+    assert_eq!(order["status"], "PAID", "{order}");
+
+    // The sandbox's TRADE_SUCCESS notification reached POST /alipay/notify (still 501).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log: Value = http
+            .get(format!(
+                "{sandbox}/sandbox/notifications?out_trade_no={out_trade_no}"
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let text = log.to_string();
+        if text.contains("/alipay/notify\"") && text.contains("\"http_status\":501") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no notification attempt: {log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Unsigned: the function refuses it.
+    let unsigned = http
+        .post(format!("{api}/v1/payments"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(unsigned.status(), 401);
+    let refusal: Value = unsigned.json().await?;
+    assert!(
+        refusal["code"].as_str().unwrap_or("").starts_with("auth_"),
+        "{refusal}"
+    );
+
+    // Wrong secret: refused as well.
+    let forged = signed(
+        &http,
+        reqwest::Method::GET,
+        &api,
+        &path,
+        "",
+        key.key_id,
+        "not-the-secret-not-the-secret-not-the-secret",
+    )
+    .send()
+    .await?;
+    assert_eq!(forged.status(), 401);
+
+    // No route: API Gateway's own answer.
+    for (method, route) in [
+        (reqwest::Method::GET, "/nowhere"),
+        (reqwest::Method::DELETE, "/v1/payments/T1"),
+        (reqwest::Method::GET, "/v1/payments"),
+    ] {
+        let response = http
+            .request(method.clone(), format!("{api}{route}"))
+            .send()
+            .await?;
+        assert_eq!(response.status(), 404, "{method} {route}");
+        let answer: Value = response.json().await?;
+        assert_eq!(answer, json!({ "message": "Not Found" }));
+    }
+
+    stack.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_merchant_key_is_kept_between_runs() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let first = local_stack::keys::ensure(dir.path())?;
+    let secret = std::fs::read_to_string(&first.secret_file)?;
+    let second = local_stack::keys::ensure(dir.path())?;
+    assert!(first.created && !second.created);
+    assert_eq!(std::fs::read_to_string(&second.secret_file)?, secret);
+    Ok(())
+}
