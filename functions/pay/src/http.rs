@@ -21,12 +21,10 @@ use crate::validation::{self, PaymentRequest};
 use crate::{CreateError, Created, Payments};
 use domain::auth::MerchantKeys;
 use domain::ports::{Clock, ExpiryScheduler, NonceStore, OrderStore, PaymentGateway};
-use f2f_runtime::telemetry::{count, millis, record_out_trade_no, request_span};
+use f2f_runtime::telemetry::{observe, record_out_trade_no};
 use f2f_runtime::{ApiError, Function, OrderView, codes};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use std::time::Instant;
-use tracing::Instrument;
 
 pub const PATH: &str = "/v1/payments";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -49,34 +47,7 @@ where
 {
     /// Answers one request; never fails and never panics on any input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let span = request_span(Function::Pay, &request);
-        async {
-            let started = Instant::now();
-            let response = match self.answer(&request).await {
-                Ok(response) => response,
-                Err(error) => {
-                    if error.status.is_server_error() {
-                        tracing::warn!(
-                            code = error.code,
-                            status = error.status.as_u16(),
-                            "request failed"
-                        );
-                    } else {
-                        tracing::info!(
-                            code = error.code,
-                            status = error.status.as_u16(),
-                            "request refused"
-                        );
-                    }
-                    error.into_response()
-                }
-            };
-            count(status_metric(response.status()));
-            millis("request_latency", started.elapsed());
-            response
-        }
-        .instrument(span)
-        .await
+        observe(Function::Pay, &request, self.answer(&request)).await
     }
 
     async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {
@@ -115,14 +86,6 @@ where
             .await
             .map_err(|e| create_error(e, &payment))?;
         Ok(created_response(&created))
-    }
-}
-
-fn status_metric(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        200..=299 => "response_2xx",
-        400..=499 => "response_4xx",
-        _ => "response_5xx",
     }
 }
 

@@ -14,12 +14,10 @@ use crate::sync::Orders;
 use domain::OutTradeNo;
 use domain::auth::MerchantKeys;
 use domain::ports::{Clock, NonceStore, OrderStore, PaymentGateway};
-use f2f_runtime::telemetry::{count, millis, record_out_trade_no, request_span};
+use f2f_runtime::telemetry::{count, observe, record_out_trade_no};
 use f2f_runtime::{ApiError, Function, OrderView, codes};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use std::time::Instant;
-use tracing::Instrument;
 
 pub const PREFIX: &str = "/v1/payments/";
 
@@ -38,25 +36,7 @@ where
 {
     /// Answers one request; never fails and never panics on any input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let span = request_span(Function::Query, &request);
-        async {
-            let started = Instant::now();
-            let response = match self.answer(&request).await {
-                Ok(response) => response,
-                Err(error) => {
-                    tracing::info!(
-                        code = error.code,
-                        status = error.status.as_u16(),
-                        "request refused"
-                    );
-                    error.into_response()
-                }
-            };
-            millis("request_latency", started.elapsed());
-            response
-        }
-        .instrument(span)
-        .await
+        observe(Function::Query, &request, self.answer(&request)).await
     }
 
     async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {

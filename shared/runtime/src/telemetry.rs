@@ -10,10 +10,14 @@
 //! each invocation one JSON line goes to stdout, namespace `AlipayF2F`, dimension `Function`.
 
 use crate::config::Function;
-use lambda_http::Request;
+use crate::error::ApiError;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
 use metrics_cloudwatch_embedded::Collector;
+use std::future::Future;
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// The EMF namespace of every metric.
 pub const NAMESPACE: &str = "AlipayF2F";
@@ -73,6 +77,45 @@ pub fn request_span(function: Function, request: &Request) -> tracing::Span {
         method = %request.method(),
         out_trade_no = tracing::field::Empty,
     )
+}
+
+/// Answers one request the same way in every function: `answer` runs inside the request's
+/// span; an error becomes its JSON answer and is logged (a `5xx` as a warning, a refusal as
+/// information); the status class and the latency are recorded as metrics.
+pub async fn observe(
+    function: Function,
+    request: &Request,
+    answer: impl Future<Output = Result<Response<Body>, ApiError>>,
+) -> Response<Body> {
+    let span = request_span(function, request);
+    async {
+        let started = Instant::now();
+        let response = match answer.await {
+            Ok(response) => response,
+            Err(error) => {
+                let status = error.status.as_u16();
+                if error.status.is_server_error() {
+                    tracing::warn!(code = error.code, status, "request failed");
+                } else {
+                    tracing::info!(code = error.code, status, "request refused");
+                }
+                error.into_response()
+            }
+        };
+        count(status_metric(response.status()));
+        millis("request_latency", started.elapsed());
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+fn status_metric(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "response_2xx",
+        400..=499 => "response_4xx",
+        _ => "response_5xx",
+    }
 }
 
 /// Records the order number on the current request span.
