@@ -167,6 +167,39 @@ pub struct Trade {
 }
 
 impl Trade {
+    /// A trade just ordered by a merchant's `precreate` or `pay`: nothing has happened yet.
+    pub fn ordered(
+        app_id: String,
+        out_trade_no: String,
+        product: Product,
+        terms: Terms,
+        notify_url: Option<String>,
+        ordered_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Trade {
+        Trade {
+            app_id,
+            out_trade_no,
+            trade_no: None,
+            product,
+            terms,
+            stage: Stage::AwaitingScan,
+            notify_url,
+            ordered_at,
+            expires_at,
+            qr_expires_at: None,
+            gmt_create: None,
+            gmt_payment: None,
+            gmt_close: None,
+            buyer: None,
+            refunds: Vec::new(),
+            pending: None,
+            close_reason: None,
+            cancel_action: None,
+            abandoned: false,
+        }
+    }
+
     pub fn total_amount(&self) -> Fen {
         self.terms.total_amount
     }

@@ -53,30 +53,18 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
 
     state.trades.insert(
         out_trade_no.clone(),
-        Trade {
-            app_id: call.app_id.clone(),
-            out_trade_no: out_trade_no.clone(),
-            trade_no: None,
-            product: Product::Barcode {
+        Trade::ordered(
+            call.app_id.clone(),
+            out_trade_no.clone(),
+            Product::Barcode {
                 scene,
                 auth_code: auth_code.clone(),
             },
             terms,
-            stage: Stage::AwaitingScan,
-            notify_url: call.notify_url.clone(),
-            ordered_at: ctx.now,
-            expires_at: expiry.expires_at,
-            qr_expires_at: None,
-            gmt_create: None,
-            gmt_payment: None,
-            gmt_close: None,
-            buyer: None,
-            refunds: Vec::new(),
-            pending: None,
-            close_reason: None,
-            cancel_action: None,
-            abandoned: false,
-        },
+            call.notify_url.clone(),
+            ctx.now,
+            expiry.expires_at,
+        ),
     );
     state.open_trade(&out_trade_no, ctx, code.buyer());
 

@@ -31,27 +31,18 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
     }
     let qr_code = ids::qr_code();
     let trade = Trade {
-        app_id: call.app_id.clone(),
-        out_trade_no: out_trade_no.clone(),
-        trade_no: None,
-        product: Product::Precreate {
-            qr_code: qr_code.clone(),
-        },
-        terms,
-        stage: Stage::AwaitingScan,
-        notify_url: call.notify_url.clone(),
-        ordered_at: ctx.now,
-        expires_at: expiry.expires_at,
         qr_expires_at: Some(expiry.expires_at.min(ctx.now + QR_LIFETIME)),
-        gmt_create: None,
-        gmt_payment: None,
-        gmt_close: None,
-        buyer: None,
-        refunds: Vec::new(),
-        pending: None,
-        close_reason: None,
-        cancel_action: None,
-        abandoned: false,
+        ..Trade::ordered(
+            call.app_id.clone(),
+            out_trade_no.clone(),
+            Product::Precreate {
+                qr_code: qr_code.clone(),
+            },
+            terms,
+            call.notify_url.clone(),
+            ctx.now,
+            expiry.expires_at,
+        )
     };
     state.trades.insert(out_trade_no.clone(), trade);
     Ok(success(&out_trade_no, &qr_code))
