@@ -47,23 +47,25 @@ pub async fn build(config: &Config) -> Result<Adapters, WiringError> {
 pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, WiringError> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets = SecretsLoader::new(aws_sdk_secretsmanager::Client::new(sdk));
-    let private_key_text = read_secret(
-        &secrets,
-        "the Alipay app private key",
-        &config.alipay.app_private_key,
-    )
-    .await?;
+    // Three independent reads at cold start: one round trip instead of three.
+    let (private_key_text, public_key_text, keys_text) = tokio::try_join!(
+        read_secret(
+            &secrets,
+            "the Alipay app private key",
+            &config.alipay.app_private_key,
+        ),
+        read_secret(
+            &secrets,
+            "the Alipay public key",
+            &config.alipay.alipay_public_key,
+        ),
+        read_secret(&secrets, "the merchant API keys", &config.merchant_keys),
+    )?;
     let app_private_key =
         PrivateKey::parse(private_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
             what: "the Alipay app private key",
             reason: e.to_string(),
         })?;
-    let public_key_text = read_secret(
-        &secrets,
-        "the Alipay public key",
-        &config.alipay.alipay_public_key,
-    )
-    .await?;
     let alipay_public_key =
         PublicKey::parse(public_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
             what: "the Alipay public key",
@@ -83,7 +85,6 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         what: "the Alipay client configuration",
         reason: e.to_string(),
     })?;
-    let keys_text = read_secret(&secrets, "the merchant API keys", &config.merchant_keys).await?;
     let merchant_keys =
         MerchantKeys::from_json(keys_text.expose_secret()).map_err(|e| WiringError::Invalid {
             what: "the merchant API keys",
