@@ -1,30 +1,40 @@
 //! The barcode flow: `alipay.trade.pay` with the buyer's payment code.
 //!
-//! - `10000`: paid.
-//! - `10003`: the buyer must confirm in the app: PENDING, then `alipay.trade.query` every
-//!   poll interval until the poll window ends; still waiting then: `alipay.trade.cancel`.
+//! - `10000` with the order's amount and a `trade_no`: paid. Another amount or number is an
+//!   anomaly, and the trade is asked about.
+//! - `10003`: the buyer must confirm in the app: PENDING (the lease stays ours), then
+//!   `alipay.trade.query` every poll interval until the poll window ends; still waiting then:
+//!   `alipay.trade.cancel`.
 //! - unknown (`20000`, `ACQ.SYSTEM_ERROR`, timeout, unverifiable): query; paid, closed or
 //!   waiting converge; a trade Alipay does not know (or cannot tell) is cancelled, which also
 //!   stops a late-arriving pay.
 //! - a definitive refusal: FAILED with Alipay's `sub_code`, so the cashier can ask for
-//!   another payment method.
+//!   another payment method (`422` when the request itself was at fault).
+//!
+//! Every pay and cancel is fenced: sent only while our lease covers it. A cancel that
+//! refunded a payment (`action=refund`) leaves the order REFUNDED with an anomaly record,
+//! whatever the order said meanwhile. Nothing is left waiting at Alipay: an unresolved order
+//! is handed (PENDING, lease released) to the expiry job, due soon after the flow's longest
+//! run, and to the caller's identical retry, which finishes it.
 //!
 //! The payment code is a bearer credential: it goes to Alipay and nowhere else.
 
 use crate::pending_reasons::{ALIPAY_MISMATCH, CANCEL_OUTCOME_UNKNOWN, CANCEL_REFUSED};
 use crate::validation::AuthCode;
-use crate::{CreateError, Created, Payments, order_failure, says_trade_exists};
-use alipay::api::{CancelAction, CancelRequest, PayRequest, QueryRequest, TradeRef};
+use crate::{CreateError, Created, Next, Payments, says_trade_exists};
+use alipay::api::{CancelAction, CancelRequest, CancelResponse, PayRequest, PayResponse};
+use alipay::api::{QueryRequest, TradeRef};
 use alipay::outcome::{Outcome, Rejection};
 use chrono::{DateTime, Utc};
-use domain::OrderStatus;
+use domain::anomaly::{AlipayFacts, AnomalyKind, FactSource};
 use domain::converge::{
-    AlipayView, apply_view, converge, describe_rejection, describe_unknown, read_query, reasons,
-    same_amount,
+    Actor, AlipayView, Mismatch, Plan, anomaly, apply_planned, apply_view, check_trade, converge,
+    describe_rejection, describe_unknown, read_query, reasons,
 };
-use domain::order::{Order, PaymentSource};
+use domain::order::{Order, OrderStatus, PaymentSource};
 use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use f2f_runtime::telemetry::count;
+use std::time::Duration;
 
 /// The pay request for `order` (every field but the code comes from the stored order).
 pub fn pay_request(order: &Order, code: &AuthCode) -> PayRequest {
@@ -41,6 +51,48 @@ pub fn pay_request(order: &Order, code: &AuthCode) -> PayRequest {
     request
 }
 
+/// What a verified `10000` pay answer proves.
+enum PayAnswer {
+    /// The order's number and amount, with Alipay's trade number: paid.
+    Paid(AlipayView),
+    /// It contradicts the order: an anomaly.
+    Contradicts(Mismatch),
+    /// It lacks the amount or the trade number: not proof of payment.
+    Incomplete,
+}
+
+fn read_pay_answer(order: &Order, answer: PayResponse) -> PayAnswer {
+    let facts = || AlipayFacts {
+        source: Some(FactSource::PayResponse),
+        out_trade_no: Some(answer.out_trade_no.clone()),
+        trade_no: Some(answer.trade_no.clone()),
+        trade_status: None,
+        total_amount_fen: answer.total_amount.map(|fen| fen.get()),
+        refund_fen: None,
+    };
+    if let Some(mismatch) = check_trade(
+        order,
+        &answer.out_trade_no,
+        answer.total_amount.map(|fen| fen.get()),
+        Some(&answer.trade_no),
+        facts,
+    ) {
+        return PayAnswer::Contradicts(mismatch);
+    }
+    if answer.total_amount.is_none() || answer.trade_no.trim().is_empty() {
+        return PayAnswer::Incomplete;
+    }
+    let paid_at = answer
+        .gmt_payment
+        .as_deref()
+        .and_then(|t| alipay::time::parse_beijing(t).ok());
+    PayAnswer::Paid(AlipayView::Paid {
+        trade_no: answer.trade_no,
+        paid_at,
+        source: PaymentSource::PayResponse,
+    })
+}
+
 impl<S, Q, G, C> Payments<S, Q, G, C>
 where
     S: OrderStore,
@@ -55,66 +107,79 @@ where
         code: &AuthCode,
     ) -> Result<Created, CreateError> {
         let started = self.clock.now();
-        let outcome = self.gateway.pay(&pay_request(&order, code)).await;
-        match outcome {
-            Outcome::Success(answer)
-                if answer.out_trade_no == order.out_trade_no().as_str()
-                    && same_amount(&order, answer.total_amount) =>
-            {
-                let now = self.clock.now();
-                let paid_at = answer
-                    .gmt_payment
-                    .as_deref()
-                    .and_then(|t| alipay::time::parse_beijing(t).ok())
-                    .unwrap_or(now);
-                let order = self
-                    .settle(order.paid(answer.trade_no, paid_at, PaymentSource::PayResponse, now))
-                    .await?;
-                count("barcode_paid");
-                Ok(Created::new(order))
-            }
-            Outcome::Success(_) => {
-                tracing::error!("pay answered for another number or amount; asking Alipay");
-                self.unknown_pay(order, started).await
-            }
+        let order = match self.fence(&order, Duration::ZERO).await? {
+            Next::Go(order) => order,
+            Next::Stop(answer) => return answer,
+        };
+        match self.gateway.pay(&pay_request(&order, code)).await {
+            Outcome::Success(answer) => match read_pay_answer(&order, answer) {
+                PayAnswer::Paid(view) => {
+                    count("barcode_paid");
+                    self.converge_with(&order, view).await
+                }
+                PayAnswer::Contradicts(mismatch) => {
+                    self.record(&order, mismatch).await?;
+                    Box::pin(self.unknown_pay(order, started)).await
+                }
+                PayAnswer::Incomplete => {
+                    tracing::warn!("a pay answer without amount or trade_no; asking Alipay");
+                    Box::pin(self.unknown_pay(order, started)).await
+                }
+            },
             Outcome::WaitingForBuyer(answer) => {
                 count("barcode_waiting_for_buyer");
-                let now = self.clock.now();
-                let transition = order.created_at_alipay(None, Some(answer.trade_no), now)?;
-                let settled = domain::converge::settle(&self.store, &transition).await?;
+                let lease = self.lease();
+                let settled = self
+                    .hold_and_apply(&order, |current, now| {
+                        current.waiting_for_buyer(Some(answer.trade_no.clone()), now, lease)
+                    })
+                    .await?;
                 if !settled.applied {
-                    return Ok(Created::new(settled.order));
+                    return self.answer_for(settled.order);
                 }
-                self.poll(settled.order, started).await
+                Box::pin(self.poll(settled.order, started)).await
             }
             Outcome::Failed(failure) if says_trade_exists(&failure) => {
-                self.unknown_pay(order, started).await
+                Box::pin(self.unknown_pay(order, started)).await
             }
-            Outcome::Failed(failure) => {
-                let failure = order_failure(&failure);
-                tracing::info!(code = failure.code, "pay refused");
-                count("payment_failed");
-                let now = self.clock.now();
-                Ok(Created::new(self.settle(order.failed(failure, now)).await?))
-            }
+            Outcome::Failed(failure) => self.refused(&order, &failure, true, true).await,
             Outcome::Unknown(cause) => {
                 count("alipay_unknown_outcome");
                 tracing::warn!(
                     cause = describe_unknown(&cause),
                     "pay outcome unknown; asking Alipay"
                 );
-                self.unknown_pay(order, started).await
+                Box::pin(self.unknown_pay(order, started)).await
             }
-            Outcome::Rejected(rejection) => {
+            Outcome::Rejected(Rejection::Gateway { failure, signed }) => {
+                self.refused(&order, &failure, signed, false).await
+            }
+            Outcome::Rejected(Rejection::Local(_)) => {
                 self.release(&order).await;
-                let detail = describe_rejection(&rejection);
-                tracing::error!(detail, "Alipay rejected the pay");
-                match rejection {
-                    Rejection::Gateway { .. } => Err(CreateError::AlipayRejected(detail)),
-                    Rejection::Local(_) => Err(CreateError::Internal(detail)),
-                }
+                tracing::error!("the pay could not be built or signed");
+                Err(CreateError::Internal("rejected_locally".into()))
             }
         }
+    }
+
+    /// Applies what Alipay said as the holder of `held`; answers with the order as stored.
+    async fn converge_with(&self, held: &Order, view: AlipayView) -> Result<Created, CreateError> {
+        let converged =
+            apply_view(&self.store, &self.clock, held, view, Actor::Holder(held)).await?;
+        if converged.applied {
+            return Ok(Created::new(converged.order));
+        }
+        self.answer_for(converged.order)
+    }
+
+    /// Records an anomaly about `order` (no transition).
+    async fn record(&self, order: &Order, mismatch: Mismatch) -> Result<(), CreateError> {
+        apply_planned(&self.store, &self.clock, order, |current, now| Plan {
+            transition: None,
+            anomaly: Some(anomaly(current, mismatch.clone(), now)),
+        })
+        .await?;
+        Ok(())
     }
 
     /// The pay may or may not have happened: ask, then converge, keep polling, or cancel.
@@ -127,32 +192,35 @@ where
         let view = read_query(&order, self.gateway.query(&query).await);
         tracing::info!(alipay = view.kind(), "queried after an unclear pay");
         match view {
-            AlipayView::Paid { .. } | AlipayView::Closed { .. } => Ok(Created::new(
-                apply_view(&self.store, &self.clock, &order, view)
-                    .await?
-                    .order,
-            )),
-            AlipayView::Waiting { .. } => {
-                let converged = apply_view(&self.store, &self.clock, &order, view).await?;
-                if !converged.applied {
-                    return Ok(Created::new(converged.order));
-                }
-                self.poll(converged.order, started).await
+            AlipayView::Paid { .. } | AlipayView::Closed { .. } => {
+                self.converge_with(&order, view).await
             }
-            AlipayView::Mismatch(detail) => {
-                tracing::error!(detail, "Alipay's trade does not match the order");
-                self.release(&order).await;
-                Err(CreateError::AlipayUnavailable("alipay_mismatch".into()))
+            AlipayView::Waiting { trade_no } => {
+                let lease = self.lease();
+                let settled = self
+                    .hold_and_apply(&order, |current, now| {
+                        current.waiting_for_buyer(Some(trade_no.clone()), now, lease)
+                    })
+                    .await?;
+                if !settled.applied {
+                    return self.answer_for(settled.order);
+                }
+                Box::pin(self.poll(settled.order, started)).await
+            }
+            AlipayView::Mismatch(mismatch) => {
+                self.record(&order, mismatch).await?;
+                self.leave_pending(order, ALIPAY_MISMATCH).await
             }
             AlipayView::NotExist | AlipayView::Unknown(_) => {
-                self.cancel(order, reasons::PAY_OUTCOME_UNKNOWN_CANCELLED)
-                    .await
+                Box::pin(self.cancel(order, reasons::PAY_OUTCOME_UNKNOWN_CANCELLED)).await
             }
         }
     }
 
-    /// `order` is PENDING: query until paid or closed, or until the poll window (counted from
-    /// `started`, the pay call) ends; then cancel.
+    /// `order` is open and held: query until paid or closed, or until the poll window
+    /// (counted from `started`) ends; then cancel. The lease is kept covering the next poll
+    /// (and the final cancel is fenced on its own), so nobody else acts meanwhile; if someone
+    /// has the order anyway (a take-over after our lease ran out, a settled order), we stop.
     pub(crate) async fn poll(
         &self,
         order: Order,
@@ -163,74 +231,74 @@ where
             started + chrono::Duration::from_std(self.settings.poll_duration).unwrap_or_default();
         let step = chrono::Duration::from_std(interval).unwrap_or_default();
         let query = QueryRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
+        let mut order = order;
         while self.clock.now() + step <= deadline {
+            order = match self.fence(&order, interval).await? {
+                Next::Go(order) => order,
+                Next::Stop(answer) => return answer,
+            };
             self.clock.sleep(interval).await;
             let view = read_query(&order, self.gateway.query(&query).await);
             match view {
                 AlipayView::Paid { .. } | AlipayView::Closed { .. } => {
-                    let converged = apply_view(&self.store, &self.clock, &order, view).await?;
                     count("barcode_settled_by_poll");
-                    return Ok(Created::new(converged.order));
+                    return self.converge_with(&order, view).await;
                 }
-                AlipayView::Mismatch(detail) => {
-                    tracing::error!(detail, "Alipay's trade does not match the order");
-                    return Ok(Created::pending_because(order, ALIPAY_MISMATCH));
+                AlipayView::Mismatch(mismatch) => {
+                    self.record(&order, mismatch).await?;
+                    return self.leave_pending(order, ALIPAY_MISMATCH).await;
                 }
                 AlipayView::Waiting { .. } | AlipayView::NotExist | AlipayView::Unknown(_) => {}
             }
         }
-        // A notification or a GET may have settled it meanwhile: never cancel a final order.
-        if let Some(stored) = self.store.get(order.out_trade_no()).await?
-            && stored.status().is_final()
-        {
-            return Ok(Created::new(stored));
-        }
-        self.cancel(order, reasons::BUYER_DID_NOT_CONFIRM).await
+        Box::pin(self.cancel(order, reasons::BUYER_DID_NOT_CONFIRM)).await
     }
 
     /// Cancels the trade (retrying as Alipay's `retry_flag` asks, a bounded number of times)
-    /// and closes the order. `order` is CREATING (unclear pay) or PENDING.
+    /// and settles the order by what the cancel did. `order` is open and held.
     pub(crate) async fn cancel(
         &self,
         order: Order,
         reason: &'static str,
     ) -> Result<Created, CreateError> {
         let request = CancelRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
+        let mut order = order;
         for attempt in 1..=self.settings.cancel_attempts.max(1) {
+            let wait = if attempt > 1 {
+                self.settings.cancel_retry_delay
+            } else {
+                Duration::ZERO
+            };
+            order = match self.fence(&order, wait).await? {
+                Next::Go(order) => order,
+                Next::Stop(answer) => return answer,
+            };
             if attempt > 1 {
-                self.clock.sleep(self.settings.cancel_retry_delay).await;
+                self.clock.sleep(wait).await;
             }
             match self.gateway.cancel(&request).await {
                 Outcome::Success(answer) if answer.retry_flag => {
                     tracing::info!(attempt, "cancel asks for a retry");
                 }
-                Outcome::Success(answer) => {
-                    let refunded = answer.action == CancelAction::Refund;
-                    let reason = if refunded {
-                        reasons::CANCELLED_AND_REFUNDED
-                    } else {
-                        reason
-                    };
-                    let now = self.clock.now();
-                    let transition = order.closed(reason, now)?;
-                    let settled = domain::converge::settle(&self.store, &transition).await?;
-                    if !settled.applied && refunded && settled.order.status() == OrderStatus::Paid {
-                        count("paid_order_refunded_by_cancel");
-                        tracing::error!("the cancel refunded a payment the order records as PAID");
-                    }
-                    count("barcode_cancelled");
-                    tracing::info!(reason, refunded, "trade cancelled");
-                    return Ok(Created::new(settled.order));
-                }
+                Outcome::Success(answer) => return self.cancelled(&order, answer, reason).await,
                 Outcome::Failed(failure) => {
                     tracing::warn!(
                         sub_code = failure.sub_code.as_deref().unwrap_or(&failure.code),
                         "cancel refused; asking Alipay"
                     );
-                    let converged =
-                        converge(&self.store, &self.gateway, &self.clock, &order).await?;
+                    let converged = converge(
+                        &self.store,
+                        &self.gateway,
+                        &self.clock,
+                        &order,
+                        Actor::Holder(&order),
+                    )
+                    .await?;
                     if converged.order.status().is_final() {
                         return Ok(Created::new(converged.order));
+                    }
+                    if !converged.order.same_holder(&order) {
+                        return self.answer_for(converged.order);
                     }
                     return self.leave_pending(converged.order, CANCEL_REFUSED).await;
                 }
@@ -255,27 +323,82 @@ where
         self.leave_pending(order, CANCEL_OUTCOME_UNKNOWN).await
     }
 
-    /// Hands an unresolved order to the expiry job: PENDING (a CREATING order is moved there,
-    /// so that no retry re-sends the pay).
-    async fn leave_pending(
+    /// Settles the order by a completed cancel: closed, or (the buyer had paid and the cancel
+    /// refunded) REFUNDED with an anomaly record. These are facts about money, so they are
+    /// written whoever holds the order now; only a settled order that disagrees is left as it
+    /// is, with the anomaly.
+    async fn cancelled(
+        &self,
+        held: &Order,
+        answer: CancelResponse,
+        reason: &'static str,
+    ) -> Result<Created, CreateError> {
+        let refunded = answer.action == CancelAction::Refund;
+        let trade_no = answer.trade_no.clone();
+        let settled = apply_planned(&self.store, &self.clock, held, |current, now| {
+            if refunded {
+                let mut facts = AlipayFacts::from(FactSource::Cancel);
+                facts.trade_no = trade_no.clone();
+                facts.out_trade_no = answer.out_trade_no.clone();
+                facts.refund_fen = Some(current.amount().fen().get());
+                let mismatch = Mismatch {
+                    kind: AnomalyKind::RefundedByCancel,
+                    facts,
+                    detail: format!(
+                        "the cancel refunded the payment of an order that was {} ({reason})",
+                        current.status().as_str()
+                    ),
+                };
+                let transition = current.refunded_by_cancel(trade_no.clone(), now).ok();
+                let mut planned = Plan {
+                    anomaly: Some(anomaly(current, mismatch, now)),
+                    transition,
+                };
+                if let (Some(anomaly), Some(transition)) =
+                    (&mut planned.anomaly, &planned.transition)
+                {
+                    anomaly.order_status = transition.next.status();
+                }
+                if current.status() == OrderStatus::Refunded {
+                    return Plan::nothing();
+                }
+                planned
+            } else if current.status().is_open() {
+                Plan::transition(current.closed(reason, now).ok())
+            } else {
+                Plan::nothing()
+            }
+        })
+        .await?;
+        count("barcode_cancelled");
+        tracing::info!(
+            reason,
+            refunded,
+            status = settled.order.status().as_str(),
+            "trade cancelled"
+        );
+        Ok(Created::new(settled.order))
+    }
+
+    /// Hands an unresolved order to the expiry job and the caller's retry: PENDING (a CREATING
+    /// order is moved there, so that no retry re-sends the pay) with the lease released.
+    pub(crate) async fn leave_pending(
         &self,
         order: Order,
         reason: &'static str,
     ) -> Result<Created, CreateError> {
         count("left_pending");
         tracing::warn!(reason, "order left PENDING for the expiry job");
-        let order = if order.status() == OrderStatus::Creating {
-            let now = self.clock.now();
-            self.settle(order.created_at_alipay(None, None, now))
-                .await?
-        } else {
-            order
-        };
-        if order.status() == OrderStatus::Pending {
-            Ok(Created::pending_because(order, reason))
-        } else {
-            Ok(Created::new(order))
+        let settled = self
+            .hold_and_apply(&order, |current, now| match current.status() {
+                OrderStatus::Creating => current.created_at_alipay(None, None, now),
+                _ => current.release_lease(now),
+            })
+            .await?;
+        if !settled.applied {
+            return self.answer_for(settled.order);
         }
+        Ok(Created::pending_because(settled.order, reason))
     }
 }
 
@@ -283,11 +406,15 @@ where
 mod tests {
     use crate::fakes::*;
     use crate::pending_reasons::CANCEL_OUTCOME_UNKNOWN;
+    use alipay::Fen;
     use alipay::api::CancelAction;
     use alipay::notify::TradeStatus;
     use alipay::outcome::{Outcome, UnknownCause};
     use domain::OrderStatus;
-    use domain::order::EventKind;
+    use domain::anomaly::AnomalyKind;
+    use domain::order::{EventKind, Order, PaymentSource};
+    use domain::ports::Clock;
+    use std::time::Duration;
 
     fn closed_reason(p: &TestPayments) -> String {
         p.store
@@ -414,7 +541,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cancel_of_unknown_outcome_leaves_the_order_pending() {
+    async fn a_cancel_of_unknown_outcome_leaves_the_order_pending_and_the_retry_finishes_it() {
         let p = payments();
         p.gateway
             .queries
@@ -424,11 +551,210 @@ mod tests {
         let created = p.create(&barcode_request("B7")).await.unwrap();
         assert_eq!(created.order.status(), OrderStatus::Pending);
         assert_eq!(created.pending_reason, Some(CANCEL_OUTCOME_UNKNOWN));
+        assert!(
+            !created.order.lease_live(p.clock.now()),
+            "handed over: nobody holds it"
+        );
         assert_eq!(p.gateway.calls("cancel"), 3);
         assert_eq!(p.gateway.calls("pay"), 1);
-        // A retry now replays instead of paying again.
+        // The identical retry takes it over, asks Alipay, and cancels the waiting trade
+        // instead of replaying PENDING; it never pays again.
+        {
+            let mut q = p.gateway.queries.lock().unwrap();
+            for _ in 0..20 {
+                q.push_back(trade("B7", TradeStatus::WaitBuyerPay));
+            }
+        }
+        p.gateway
+            .cancels
+            .lock()
+            .unwrap()
+            .push_back(cancelled(CancelAction::Close, false));
         let again = p.create(&barcode_request("B7")).await.unwrap();
-        assert!(again.replayed);
+        assert!(!again.replayed);
+        assert_eq!(again.order.status(), OrderStatus::Closed);
         assert_eq!(p.gateway.calls("pay"), 1);
+        assert_eq!(p.gateway.calls("cancel"), 4);
+    }
+
+    #[tokio::test]
+    async fn a_poll_answer_is_planned_again_on_the_order_as_stored_after_a_lost_race() {
+        let p = payments();
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::WaitingForBuyer(pay_answer("B8")));
+        {
+            let mut q = p.gateway.queries.lock().unwrap();
+            q.push_back(trade("B8", TradeStatus::WaitBuyerPay));
+            q.push_back(trade("B8", TradeStatus::TradeSuccess));
+        }
+        // Writes: 1 = waiting for the buyer; 2 = paid, preceded by someone else's sync.
+        {
+            let mut interference = p.store.interference.lock().unwrap();
+            interference.push_back(None);
+            interference.push_back(Some(Box::new(|current: &Order| {
+                current.synced(current.last_synced_at().unwrap()).ok()
+            })));
+        }
+        let created = p.create(&barcode_request("B8")).await.unwrap();
+        assert_eq!(
+            created.order.status(),
+            OrderStatus::Paid,
+            "Alipay said TRADE_SUCCESS: the POST answers PAID"
+        );
+        assert_eq!(created.pending_reason, None);
+        let events = p.store.events.lock().unwrap().clone();
+        assert!(events.iter().any(|e| e.kind == EventKind::Synced));
+    }
+
+    #[tokio::test]
+    async fn a_cancel_that_refunds_a_payment_leaves_the_order_refunded_with_an_anomaly() {
+        let p = payments();
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Unknown(UnknownCause::Timeout));
+        p.gateway
+            .cancels
+            .lock()
+            .unwrap()
+            .push_back(cancelled(CancelAction::Refund, false));
+        let created = p.create(&barcode_request("B9")).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Refunded);
+        assert_eq!(created.order.refunded_fen(), 100);
+        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].kind, AnomalyKind::RefundedByCancel);
+        assert_eq!(anomalies[0].order_status, OrderStatus::Refunded);
+    }
+
+    #[tokio::test]
+    async fn a_refunding_cancel_after_someone_marked_the_order_paid_still_ends_refunded() {
+        let p = payments();
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Unknown(UnknownCause::Timeout));
+        p.gateway
+            .cancels
+            .lock()
+            .unwrap()
+            .push_back(cancelled(CancelAction::Refund, false));
+        // The cancel's write (the first write of the flow) loses to a notification of the
+        // payment.
+        p.store
+            .interference
+            .lock()
+            .unwrap()
+            .push_back(Some(Box::new(|current: &Order| {
+                current
+                    .paid(
+                        "2024B10".into(),
+                        current.created_at(),
+                        PaymentSource::Notification,
+                        current.created_at(),
+                    )
+                    .ok()
+            })));
+        let created = p.create(&barcode_request("B10")).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Refunded);
+        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].kind, AnomalyKind::RefundedByCancel);
+    }
+
+    #[tokio::test]
+    async fn a_paid_answer_of_another_amount_is_an_anomaly_and_asked_about() {
+        let p = payments();
+        let mut answer = pay_answer("B11");
+        answer.total_amount = Some(Fen::new(1));
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Success(answer));
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(trade("B11", TradeStatus::TradeSuccess));
+        let created = p.create(&barcode_request("B11")).await.unwrap();
+        assert_eq!(
+            created.order.status(),
+            OrderStatus::Paid,
+            "the query says 1.00 paid"
+        );
+        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        assert_eq!(anomalies.len(), 1);
+        assert_eq!(anomalies[0].kind, AnomalyKind::AmountMismatch);
+        assert_eq!(anomalies[0].facts.total_amount_fen, Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_paid_answer_without_amount_or_trade_number_is_not_proof() {
+        let p = payments();
+        let mut answer = pay_answer("B12");
+        answer.total_amount = None;
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Success(answer));
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Failed(failure("ACQ.TRADE_NOT_EXIST")));
+        p.gateway
+            .cancels
+            .lock()
+            .unwrap()
+            .push_back(cancelled(CancelAction::Close, false));
+        let created = p.create(&barcode_request("B12")).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Closed);
+        assert_eq!(p.gateway.calls("query"), 1);
+    }
+
+    /// The review's scenario with a slow Alipay (every call takes its whole 5 s timeout): the
+    /// claim's 15 s lease would run out during the cancels, so each fenced call extends it
+    /// first. At the start of every pay and cancel, the stored lease reaches past the call's
+    /// timeout plus the margin.
+    #[tokio::test]
+    async fn every_side_effecting_call_is_covered_by_the_lease() {
+        let p = payments();
+        *p.gateway.call_time.lock().unwrap() = Duration::from_secs(5);
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(Outcome::Unknown(UnknownCause::Timeout));
+        {
+            let mut c = p.gateway.cancels.lock().unwrap();
+            c.push_back(Outcome::Unknown(UnknownCause::Timeout));
+            c.push_back(Outcome::Unknown(UnknownCause::Timeout));
+            c.push_back(cancelled(CancelAction::Refund, false));
+        }
+        let created = p.create(&barcode_request("B13")).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Refunded);
+        let history = p.store.history.lock().unwrap().clone();
+        let starts = p.gateway.side_effects.lock().unwrap().clone();
+        assert_eq!(starts.len(), 4, "pay and three cancels: {starts:?}");
+        for (method, at) in starts {
+            let lease = history
+                .iter()
+                .rfind(|(written, _)| *written <= at)
+                .and_then(|(_, order)| order.lease_until())
+                .unwrap();
+            assert!(
+                lease >= at + chrono::Duration::seconds(7),
+                "{method} at {at} under a lease until {lease}"
+            );
+        }
+        let events = p.store.events.lock().unwrap().clone();
+        assert!(events.iter().any(|e| e.kind == EventKind::LeaseExtended));
     }
 }

@@ -1,15 +1,14 @@
 //! Creating a payment: claim the order number (one conditional write), then either run the
-//! scene's flow (a fresh claim), answer from the stored order (a retry), or take an
-//! abandoned claim over and recover it.
+//! scene's flow (a fresh claim), answer from the stored order (a retry), or take over an
+//! order nobody is working on and finish it.
 
 use crate::idempotency::{Existing, classify};
 use crate::validation::PaymentRequest;
 use crate::{CreateError, Created, Payments};
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::Scene;
-use domain::converge::settle;
 use domain::order::Order;
-use domain::ports::{Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+use domain::ports::{Applied, Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use f2f_runtime::telemetry::count;
 
 impl<S, Q, G, C> Payments<S, Q, G, C>
@@ -56,30 +55,56 @@ where
                 Ok(Created::replayed(existing))
             }
             Existing::Abandoned => {
-                let transition = existing.take_over_lease(now, self.lease())?;
-                let settled = settle(&self.store, &transition).await?;
-                if settled.applied {
-                    count("claim_taken_over");
-                    tracing::warn!(
-                        version = settled.order.version(),
-                        "taking over an abandoned claim"
-                    );
-                    return self.proceed(settled.order, request, true).await;
-                }
-                // Another retry took it over first.
-                match classify(&settled.order, &request.hash, now) {
-                    Existing::Replay => Ok(Created::replayed(settled.order)),
-                    Existing::Mismatch => Err(CreateError::Mismatch),
-                    Existing::InFlight { retry_after } => {
-                        Err(CreateError::InFlight { retry_after })
+                let Ok(transition) = existing.take_over_lease(now, self.lease()) else {
+                    return Err(CreateError::InFlight { retry_after: 1 });
+                };
+                match self.store.apply(&transition).await? {
+                    Applied::Applied(order) => {
+                        count("order_taken_over");
+                        tracing::warn!(
+                            status = order.status().as_str(),
+                            version = order.version(),
+                            "taking over an order nobody is working on"
+                        );
+                        self.proceed(order, request, true).await
                     }
-                    Existing::Abandoned => Err(CreateError::InFlight { retry_after: 1 }),
+                    // Another retry took it over first, or it moved meanwhile.
+                    Applied::Conflict(Some(current)) => {
+                        match classify(&current, &request.hash, now) {
+                            Existing::Replay => Ok(Created::replayed(current)),
+                            Existing::Mismatch => Err(CreateError::Mismatch),
+                            Existing::InFlight { retry_after } => {
+                                Err(CreateError::InFlight { retry_after })
+                            }
+                            Existing::Abandoned => Err(CreateError::InFlight { retry_after: 1 }),
+                        }
+                    }
+                    Applied::Conflict(None) => Err(CreateError::Internal(format!(
+                        "order {} vanished during a take-over",
+                        existing.out_trade_no()
+                    ))),
                 }
             }
         }
     }
 
-    /// The order is CREATING and the lease is ours: schedule the expiry, then talk to Alipay.
+    /// When the expiry job must look at the order: its own expiry, or for a barcode payment
+    /// as soon as nobody can still be working on it.
+    fn due_at(&self, order: &Order) -> DateTime<Utc> {
+        match order.scene() {
+            Scene::Qr => order.expires_at(),
+            Scene::Barcode => {
+                let settle = self
+                    .settings
+                    .barcode_settle_after(self.gateway.call_timeout());
+                let settled_by = order.created_at()
+                    + chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
+                settled_by.min(order.expires_at())
+            }
+        }
+    }
+
+    /// The order is open and the lease is ours: schedule the expiry, then talk to Alipay.
     async fn proceed(
         &self,
         order: Order,
@@ -90,7 +115,7 @@ where
         // (Scheduling again on recovery is harmless: the expiry job is idempotent.)
         if let Err(error) = self
             .scheduler
-            .schedule(order.out_trade_no(), order.expires_at())
+            .schedule(order.out_trade_no(), self.due_at(&order))
             .await
         {
             tracing::error!(%error, "the expiry could not be scheduled; Alipay was not called");
@@ -98,7 +123,7 @@ where
             return Err(error.into());
         }
         let order = if recovering {
-            match self.recover(order).await? {
+            match Box::pin(self.recover(order)).await? {
                 crate::recovery::Recovered::Done(created) => return Ok(created),
                 crate::recovery::Recovered::Proceed(order) => order,
             }
@@ -106,8 +131,8 @@ where
             order
         };
         match (order.scene(), &request.auth_code) {
-            (Scene::Qr, _) => self.qr(order, None).await,
-            (Scene::Barcode, Some(code)) => self.barcode(order, code).await,
+            (Scene::Qr, _) => Box::pin(self.qr(order, None)).await,
+            (Scene::Barcode, Some(code)) => Box::pin(self.barcode(order, code)).await,
             (Scene::Barcode, None) => {
                 self.release(&order).await;
                 Err(CreateError::Internal(
@@ -208,7 +233,7 @@ mod tests {
         let stored = p.store.order("T4").unwrap();
         assert_eq!(stored.status(), OrderStatus::Creating);
         assert!(
-            stored.lease_expired(p.clock.0.lock().unwrap().to_owned()),
+            !stored.lease_live(p.clock.0.lock().unwrap().to_owned()),
             "released for the retry"
         );
     }

@@ -12,18 +12,27 @@ use alipay::notify::TradeStatus;
 use alipay::outcome::{Failure, Outcome, UnknownCause};
 use chrono::{DateTime, TimeZone, Utc};
 use domain::OutTradeNo;
+use domain::anomaly::Anomaly;
 use domain::order::{Order, OrderEvent, Transition};
 use domain::ports::{
     Applied, Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
 };
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// Another writer's change, made just before one of our writes lands.
+pub type Interference = Box<dyn FnOnce(&Order) -> Option<Transition> + Send>;
 
 #[derive(Default)]
 pub struct MemoryStore {
     pub orders: Mutex<HashMap<OutTradeNo, Order>>,
     pub events: Mutex<Vec<OrderEvent>>,
+    pub anomalies: Mutex<Vec<Anomaly>>,
+    /// Every stored version of every order, with the time it was written.
+    pub history: Mutex<Vec<(DateTime<Utc>, Order)>>,
+    /// One entry per `apply`, in order: `Some` makes another writer win the race first.
+    pub interference: Mutex<VecDeque<Option<Interference>>>,
 }
 
 impl MemoryStore {
@@ -48,6 +57,7 @@ impl OrderStore for MemoryStore {
         }
         orders.insert(order.out_trade_no().clone(), order.clone());
         self.events.lock().unwrap().push(event.clone());
+        self.history.lock().unwrap().push((event.at, order.clone()));
         Ok(Claim::Claimed)
     }
 
@@ -56,6 +66,24 @@ impl OrderStore for MemoryStore {
     }
 
     async fn apply(&self, transition: &Transition) -> Result<Applied, StoreError> {
+        let interference = self.interference.lock().unwrap().pop_front().flatten();
+        if let Some(other) = interference
+            && let Some(current) = self.order(transition.next.out_trade_no().as_str())
+            && let Some(theirs) = other(&current)
+        {
+            self.write(&theirs);
+        }
+        Ok(self.write(transition))
+    }
+
+    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError> {
+        self.anomalies.lock().unwrap().push(anomaly.clone());
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    fn write(&self, transition: &Transition) -> Applied {
         let mut orders = self.orders.lock().unwrap();
         let current = orders.get(transition.next.out_trade_no()).cloned();
         match current {
@@ -65,9 +93,16 @@ impl OrderStore for MemoryStore {
             {
                 orders.insert(order.out_trade_no().clone(), transition.next.clone());
                 self.events.lock().unwrap().push(transition.event.clone());
-                Ok(Applied::Applied(transition.next.clone()))
+                self.history
+                    .lock()
+                    .unwrap()
+                    .push((transition.event.at, transition.next.clone()));
+                if let Some(anomaly) = &transition.anomaly {
+                    self.anomalies.lock().unwrap().push(anomaly.clone());
+                }
+                Applied::Applied(transition.next.clone())
             }
-            other => Ok(Applied::Conflict(other)),
+            other => Applied::Conflict(other),
         }
     }
 }
@@ -96,13 +131,18 @@ impl ExpiryScheduler for MemoryScheduler {
 }
 
 /// Answers each method from its script; an exhausted script answers `Unknown(Timeout)`.
+/// Each call takes `call_time` of the shared fake time (a slow Alipay).
 #[derive(Default)]
 pub struct ScriptedGateway {
+    pub time: Arc<Mutex<DateTime<Utc>>>,
+    pub call_time: Mutex<Duration>,
     pub precreates: Mutex<VecDeque<Outcome<PrecreateResponse>>>,
     pub pays: Mutex<VecDeque<Outcome<PayResponse>>>,
     pub queries: Mutex<VecDeque<Outcome<QueryResponse>>>,
     pub cancels: Mutex<VecDeque<Outcome<CancelResponse>>>,
     pub calls: Mutex<Vec<&'static str>>,
+    /// When each side-effecting call (precreate, pay, cancel, close) started.
+    pub side_effects: Mutex<Vec<(&'static str, DateTime<Utc>)>>,
     pub sent_precreates: Mutex<Vec<PrecreateRequest>>,
 }
 
@@ -115,6 +155,16 @@ fn next<T>(queue: &Mutex<VecDeque<Outcome<T>>>) -> Outcome<T> {
 }
 
 impl ScriptedGateway {
+    fn called(&self, method: &'static str) {
+        self.calls.lock().unwrap().push(method);
+        if method != "query" {
+            let at = *self.time.lock().unwrap();
+            self.side_effects.lock().unwrap().push((method, at));
+        }
+        let took = *self.call_time.lock().unwrap();
+        *self.time.lock().unwrap() += chrono::Duration::from_std(took).unwrap();
+    }
+
     pub fn calls(&self, method: &str) -> usize {
         self.calls
             .lock()
@@ -126,37 +176,41 @@ impl ScriptedGateway {
 }
 
 impl PaymentGateway for ScriptedGateway {
+    fn call_timeout(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
     async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
-        self.calls.lock().unwrap().push("precreate");
+        self.called("precreate");
         self.sent_precreates.lock().unwrap().push(request.clone());
         next(&self.precreates)
     }
     async fn pay(&self, _request: &PayRequest) -> Outcome<PayResponse> {
-        self.calls.lock().unwrap().push("pay");
+        self.called("pay");
         next(&self.pays)
     }
     async fn query(&self, _request: &QueryRequest) -> Outcome<QueryResponse> {
-        self.calls.lock().unwrap().push("query");
+        self.called("query");
         next(&self.queries)
     }
     async fn cancel(&self, _request: &CancelRequest) -> Outcome<CancelResponse> {
-        self.calls.lock().unwrap().push("cancel");
+        self.called("cancel");
         next(&self.cancels)
     }
     async fn close(&self, _request: &CloseRequest) -> Outcome<CloseResponse> {
-        self.calls.lock().unwrap().push("close");
+        self.called("close");
         Outcome::Unknown(UnknownCause::Timeout)
     }
 }
 
-/// Time that moves only when slept through.
-pub struct FakeClock(pub Mutex<DateTime<Utc>>);
+/// Time that moves only when slept through (or taken by a slow gateway call).
+pub struct FakeClock(pub Arc<Mutex<DateTime<Utc>>>);
 
 impl Default for FakeClock {
     fn default() -> Self {
-        FakeClock(Mutex::new(
+        FakeClock(Arc::new(Mutex::new(
             Utc.timestamp_opt(1_700_000_000, 0).single().unwrap(),
-        ))
+        )))
     }
 }
 
@@ -179,11 +233,16 @@ impl Clock for FakeClock {
 pub type TestPayments = Payments<MemoryStore, MemoryScheduler, ScriptedGateway, FakeClock>;
 
 pub fn payments() -> TestPayments {
+    let clock = FakeClock::default();
+    let gateway = ScriptedGateway {
+        time: clock.0.clone(),
+        ..ScriptedGateway::default()
+    };
     Payments::new(
         MemoryStore::default(),
         MemoryScheduler::default(),
-        ScriptedGateway::default(),
-        FakeClock::default(),
+        gateway,
+        clock,
         Settings::default(),
     )
 }

@@ -10,11 +10,11 @@
 //! | `400` | `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` (with `field`) |
 //! | `401` | `auth_*` (see `domain::auth`) |
 //! | `404` / `405` | `not_found`, `method_not_allowed` |
-//! | `409` + `Retry-After` | `request_in_flight`: the first request is still being processed |
+//! | `409` + `Retry-After` | `request_in_flight`: another request holds the order's lease |
 //! | `413` | `body_too_large` |
-//! | `422` | `idempotency_mismatch`: the number is used by a different request |
+//! | `422` | `idempotency_mismatch`: the number is used by a different request; `alipay_refused_request` (with `alipay_sub_code`): Alipay refused the request's content |
 //! | `502` | `alipay_rejected`: Alipay refused the call itself (our configuration) |
-//! | `503` + `Retry-After` | `alipay_unavailable` (outcome unknown; retry the same request), `store_unavailable`, `scheduler_unavailable`, `auth_unavailable` |
+//! | `503` + `Retry-After` | `alipay_unavailable` (outcome unknown; retry the same request), `alipay_rate_limited`, `store_unavailable`, `scheduler_unavailable`, `auth_unavailable` |
 //! | `500` | `internal_error`: a bug |
 
 use crate::validation::{self, PaymentRequest};
@@ -28,6 +28,8 @@ use lambda_http::{Body, Request, Response};
 
 pub const PATH: &str = "/v1/payments";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+/// Alipay publishes no rate (its limits are per app and method): a short pause.
+const RATE_LIMIT_RETRY_AFTER_SECONDS: u64 = 2;
 
 /// The function's HTTP side: authentication and the create logic.
 pub struct PayApi<S, Q, G, C, N> {
@@ -126,9 +128,24 @@ fn create_error(error: CreateError, request: &PaymentRequest) -> ApiError {
         CreateError::InFlight { retry_after } => ApiError::new(
             StatusCode::CONFLICT,
             codes::REQUEST_IN_FLIGHT,
-            "the first request with this out_trade_no is still being processed; retry the same request",
+            "another request with this out_trade_no is still talking to Alipay; retry the same request",
         )
         .with_retry_after(retry_after),
+        CreateError::AlipayRefusedRequest { sub_code } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            codes::ALIPAY_REFUSED_REQUEST,
+            format!(
+                "Alipay refused the request ({sub_code}); correct the request (e.g. the subject) and use a new out_trade_no"
+            ),
+        )
+        .with_alipay_sub_code(sub_code),
+        CreateError::AlipayRateLimited { sub_code } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::ALIPAY_RATE_LIMITED,
+            "Alipay refused the call for its rate limit; nothing was done: retry the same request later",
+        )
+        .with_alipay_sub_code(sub_code)
+        .with_retry_after(RATE_LIMIT_RETRY_AFTER_SECONDS),
         CreateError::Store(error) => {
             tracing::error!(%error, "order store failed");
             ApiError::store_unavailable()

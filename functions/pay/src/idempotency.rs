@@ -59,12 +59,14 @@ pub fn request_hash(request: &PaymentRequest) -> String {
 pub enum Existing {
     /// Another request used this number: `422 idempotency_mismatch`.
     Mismatch,
-    /// The first attempt is still working: `409 request_in_flight`, retry after this many
-    /// seconds (at least 1).
+    /// Another attempt holds the order's lease and is working: `409 request_in_flight`,
+    /// retry after this many seconds (at least 1).
     InFlight { retry_after: u64 },
-    /// The first attempt died between claim and answer: take the claim over and recover.
+    /// Nobody is working on an unfinished order: take it over and finish it (a claim whose
+    /// holder died, or a barcode payment left unresolved: a retry must settle it, never
+    /// replay PENDING to a cashier who would then charge again).
     Abandoned,
-    /// The same request was answered before (or is past CREATING): `200` with the order now.
+    /// The same request was answered before: `200` with the order as it is now.
     Replay,
 }
 
@@ -72,19 +74,22 @@ pub fn classify(existing: &Order, hash: &str, now: DateTime<Utc>) -> Existing {
     if existing.request_hash() != hash {
         return Existing::Mismatch;
     }
-    if existing.status() != OrderStatus::Creating {
+    if existing.status().is_final() {
         return Existing::Replay;
     }
-    if existing.lease_expired(now) {
-        return Existing::Abandoned;
+    if existing.lease_live(now) {
+        let retry_after = existing
+            .lease_until()
+            .map(|until| (until - now).num_milliseconds())
+            .map(|ms| u64::try_from((ms + 999) / 1000).unwrap_or(1))
+            .unwrap_or(1)
+            .max(1);
+        return Existing::InFlight { retry_after };
     }
-    let retry_after = existing
-        .lease_until()
-        .map(|until| (until - now).num_milliseconds())
-        .map(|ms| u64::try_from((ms + 999) / 1000).unwrap_or(1))
-        .unwrap_or(1)
-        .max(1);
-    Existing::InFlight { retry_after }
+    match (existing.status(), existing.scene()) {
+        (OrderStatus::Pending, Scene::Qr) => Existing::Replay,
+        _ => Existing::Abandoned,
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +147,32 @@ mod tests {
         );
         let pending = claim.created_at_alipay(None, None, now).unwrap().next;
         assert_eq!(classify(&pending, &r.hash, now), Existing::Replay);
+    }
+
+    #[test]
+    fn a_barcode_payment_nobody_works_on_is_finished_by_the_retry() {
+        let r = request(
+            r#"{"out_trade_no":"T1","amount_fen":100,"subject":"tea","scene":"barcode","auth_code":"280000000000000001"}"#,
+        );
+        let now = Utc::now();
+        let (claim, _) = Order::claim(r.new_order(now), now, Duration::seconds(15));
+        let polling = claim
+            .waiting_for_buyer(None, now, Duration::seconds(15))
+            .unwrap()
+            .next;
+        assert_eq!(
+            classify(&polling, &r.hash, now + Duration::seconds(3)),
+            Existing::InFlight { retry_after: 12 },
+            "the first request is still polling"
+        );
+        assert_eq!(
+            classify(&polling, &r.hash, now + Duration::seconds(15)),
+            Existing::Abandoned
+        );
+        let paid = polling
+            .paid("t".into(), now, domain::order::PaymentSource::Query, now)
+            .unwrap()
+            .next;
+        assert_eq!(classify(&paid, &r.hash, now), Existing::Replay);
     }
 }

@@ -5,14 +5,21 @@
 //! [`PaymentGateway`], [`Clock`]); `main.rs` only wires the real adapters.
 //!
 //! - [`validation`]: the strict request body.
-//! - [`idempotency`]: the request hash; retry, mismatch, in-flight or abandoned claim.
+//! - [`idempotency`]: the request hash; retry, mismatch, in-flight or abandoned order.
 //! - [`create`]: claim the number, schedule the expiry, run the scene's flow.
-//! - [`recovery`]: a retry that takes over an abandoned claim asks Alipay first.
+//! - [`recovery`]: a retry that takes over an abandoned order asks Alipay first.
 //! - [`qr`]: the precreate flow (identical re-sends on an unknown outcome).
 //! - [`barcode`]: the pay flow (poll while the buyer confirms, cancel when unresolved).
 //! - [`http`]: `lambda_http::Request` → response.
 //!
-//! Convergence with Alipay (`alipay.trade.query` → transition) is `domain::converge`.
+//! The flow steps (`qr`, `barcode`, `poll`, `cancel`, `recover`, ...) call each other through
+//! boxed futures: nested inline, their states made the request future too deep for a 2 MiB
+//! worker stack in debug builds.
+//!
+//! Every side-effecting Alipay call is fenced (`domain::fence`): the request holds the
+//! order's lease, and extends it to cover the call before sending it; a request that finds
+//! the order taken over stops and answers with the order as stored. Convergence with Alipay
+//! (`alipay.trade.query` → transition, anomalies) is `domain::converge`.
 
 pub mod barcode;
 pub mod create;
@@ -25,11 +32,13 @@ pub mod validation;
 #[cfg(test)]
 pub(crate) mod fakes;
 
-use domain::converge::settle;
+use domain::converge::{Plan, Settled, apply_planned};
+use domain::fence::{Fenced, LeasePolicy, cover};
 use domain::order::{IllegalTransition, Order, OrderFailure, Transition};
 use domain::ports::{
     Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
 };
+use f2f_runtime::telemetry::count;
 use std::time::Duration;
 
 pub use http::PayApi;
@@ -37,9 +46,11 @@ pub use http::PayApi;
 /// The timing and identity knobs of the flows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// How long a claim is protected from take-over (covers the Alipay calls that must
-    /// finish before the order leaves CREATING).
+    /// How long a lease lasts when taken or extended; it must outlast one Alipay call plus
+    /// the margin (checked at init).
     pub lease: Duration,
+    /// How much longer than a fenced call a lease must reach.
+    pub lease_margin: Duration,
     /// Identical precreates sent on an unknown outcome before answering 503.
     pub precreate_attempts: u32,
     pub poll_interval: Duration,
@@ -54,6 +65,7 @@ impl Settings {
     pub fn from_config(config: &f2f_runtime::Config) -> Self {
         Settings {
             lease: config.knobs.claim_lease,
+            lease_margin: LeasePolicy::DEFAULT_MARGIN,
             precreate_attempts: config.knobs.precreate_attempts,
             poll_interval: config.knobs.poll_interval,
             poll_duration: config.knobs.poll_duration,
@@ -62,12 +74,32 @@ impl Settings {
             seller_id: config.alipay.seller_id.clone(),
         }
     }
+
+    pub fn lease_policy(&self) -> LeasePolicy {
+        LeasePolicy {
+            lease: self.lease,
+            margin: self.lease_margin,
+        }
+    }
+
+    /// When the expiry job should look at a barcode order: once the longest barcode flow
+    /// (pay, the polling window, a query, every cancel attempt) and one more lease are over,
+    /// nobody is legitimately working on it, and an unresolved trade must be cancelled then,
+    /// not when the order's own timeout runs out.
+    pub fn barcode_settle_after(&self, call_timeout: Duration) -> Duration {
+        call_timeout * (2 + self.cancel_attempts)
+            + self.poll_duration
+            + self.cancel_retry_delay * self.cancel_attempts
+            + self.lease
+            + self.lease_margin
+    }
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             lease: Duration::from_secs(15),
+            lease_margin: LeasePolicy::DEFAULT_MARGIN,
             precreate_attempts: 2,
             poll_interval: Duration::from_secs(3),
             poll_duration: Duration::from_secs(24),
@@ -125,12 +157,12 @@ impl Created {
 
 /// Why PENDING is the answer.
 pub mod pending_reasons {
-    /// The cancel of an unresolved barcode payment has no known outcome; the expiry job
-    /// finishes the order.
+    /// The cancel of an unresolved barcode payment has no known outcome; the expiry job (or
+    /// an identical retry) finishes the order.
     pub const CANCEL_OUTCOME_UNKNOWN: &str = "cancel_outcome_unknown";
     /// Alipay refused the cancel and the trade is still open.
     pub const CANCEL_REFUSED: &str = "cancel_refused";
-    /// Alipay's trade does not match the order; someone has to look.
+    /// Alipay's trade does not match the order; an anomaly is recorded for an operator.
     pub const ALIPAY_MISMATCH: &str = "alipay_mismatch";
 }
 
@@ -139,18 +171,26 @@ pub mod pending_reasons {
 pub enum CreateError {
     #[error("out_trade_no is already used by a different request")]
     Mismatch,
-    #[error("the first request with this out_trade_no is still being processed")]
+    #[error("another request is working on this order")]
     InFlight { retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Scheduler(#[from] ScheduleError),
-    /// Alipay's answer is unknown; the claim was released, the same request recovers.
+    /// Alipay's answer is unknown; the lease was released, the same request recovers.
     #[error("Alipay's answer is unknown ({0})")]
     AlipayUnavailable(String),
-    /// Alipay refused the request itself (configuration: signature, app id, permissions).
+    /// Alipay refused the request itself for our configuration (signature, app id,
+    /// permissions).
     #[error("Alipay rejected the request ({0})")]
     AlipayRejected(String),
+    /// Alipay refused the request for its content (a parameter, a forbidden word): the
+    /// caller's to fix. The order is FAILED when the refusal was signed.
+    #[error("Alipay refused the request ({sub_code})")]
+    AlipayRefusedRequest { sub_code: String },
+    /// Alipay refused the call for its rate limit; nothing was done.
+    #[error("Alipay is rate limiting calls ({sub_code})")]
+    AlipayRateLimited { sub_code: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -161,17 +201,59 @@ impl From<IllegalTransition> for CreateError {
     }
 }
 
-/// The failure recorded on a FAILED order: Alipay's `sub_code` and `sub_msg`.
-pub(crate) fn order_failure(failure: &alipay::outcome::Failure) -> OrderFailure {
+/// How a refusal from Alipay is to be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The request's content: `422`, and a FAILED order when the refusal is trustworthy.
+    CallerCaused,
+    /// Alipay's rate limit (`40005`): `503` with `Retry-After`; nothing happened.
+    RateLimited,
+    /// Anything else (for a signed `40004`: the payment was declined; for a gateway
+    /// refusal: our configuration).
+    Other,
+}
+
+/// Refusals caused by what the caller asked for (Alipay's public error tables: `40002`
+/// argument errors and the `40004` parameter and content errors of precreate and pay).
+const CALLER_CAUSED: [&str; 8] = [
+    "isv.invalid-parameter",
+    "isv.suspected-attack",
+    "isv.illegal-json",
+    "ACQ.INVALID_PARAMETER",
+    "ACQ.EXIST_FORBIDDEN_WORD",
+    "ACQ.TOTAL_FEE_EXCEED",
+    "ACQ.NOW_TIME_AFTER_EXPIRE_TIME_ERROR",
+    "ACQ.SUB_GOODS_SIZE_MAX_COUNT",
+];
+
+pub(crate) fn refusal(failure: &alipay::outcome::Failure) -> Refusal {
+    if failure.code == "40005" {
+        Refusal::RateLimited
+    } else if CALLER_CAUSED
+        .iter()
+        .any(|code| failure.sub_code.as_deref() == Some(code))
+    {
+        Refusal::CallerCaused
+    } else {
+        Refusal::Other
+    }
+}
+
+/// The failure recorded on a FAILED order: Alipay's `sub_code`, and for a business failure
+/// (`40004`) its `sub_msg`, written for the cashier. A gateway refusal's `sub_msg` may echo
+/// the signed request (the buyer's payment code among it), so only its generic `msg` is kept.
+pub(crate) fn order_failure(failure: &alipay::outcome::Failure, business: bool) -> OrderFailure {
+    let message = if business {
+        failure.sub_msg.clone()
+    } else {
+        None
+    };
     OrderFailure {
         code: failure
             .sub_code
             .clone()
             .unwrap_or_else(|| failure.code.clone()),
-        message: failure
-            .sub_msg
-            .clone()
-            .unwrap_or_else(|| failure.msg.clone()),
+        message: message.unwrap_or_else(|| failure.msg.clone()),
     }
 }
 
@@ -188,6 +270,13 @@ pub(crate) fn says_trade_exists(failure: &alipay::outcome::Failure) -> bool {
     ]
     .iter()
     .any(|code| failure.sub_code_is(code))
+}
+
+/// What the holder does next: go on with the order (still held, as stored now), or stop
+/// with this answer because someone else has the order now.
+pub(crate) enum Next {
+    Go(Order),
+    Stop(Result<Created, CreateError>),
 }
 
 impl<S, Q, G, C> Payments<S, Q, G, C>
@@ -208,25 +297,157 @@ where
     }
 
     pub(crate) fn lease(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::seconds(15))
+        self.settings.lease_policy().lease_chrono()
     }
 
+    /// Fences the next side-effecting call of `held`, sent after waiting `wait`.
+    pub(crate) async fn fence(&self, held: &Order, wait: Duration) -> Result<Next, CreateError> {
+        let work = wait + self.gateway.call_timeout();
+        let fenced = cover(
+            &self.store,
+            &self.clock,
+            &self.settings.lease_policy(),
+            held,
+            work,
+        )
+        .await?;
+        Ok(match fenced {
+            Fenced::Held(order) => Next::Go(order),
+            Fenced::Lost(current) => {
+                count("lease_lost");
+                tracing::warn!(
+                    status = current.status().as_str(),
+                    version = current.version(),
+                    "another request has the order now; not calling Alipay"
+                );
+                Next::Stop(self.answer_for(current))
+            }
+        })
+    }
+
+    /// The answer for an order someone else settled or holds.
+    pub(crate) fn answer_for(&self, current: Order) -> Result<Created, CreateError> {
+        if current.status().is_final() {
+            return Ok(Created::new(current));
+        }
+        let now = self.clock.now();
+        let retry_after = current
+            .lease_until()
+            .filter(|_| current.lease_live(now))
+            .map(|until| (until - now).num_milliseconds())
+            .map(|ms| u64::try_from((ms + 999) / 1000).unwrap_or(1))
+            .unwrap_or(1);
+        Err(CreateError::InFlight {
+            retry_after: retry_after.max(1),
+        })
+    }
+
+    /// Writes a transition of the holder of `held`, planned against the order as stored; if
+    /// someone else has the order now, nothing is written and their order is the answer.
+    pub(crate) async fn hold_and_apply(
+        &self,
+        held: &Order,
+        transition: impl Fn(
+            &Order,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<Transition, IllegalTransition>,
+    ) -> Result<Settled, CreateError> {
+        Ok(
+            apply_planned(&self.store, &self.clock, held, |current, now| {
+                if current.status().is_open() && current.same_holder(held) {
+                    Plan::transition(transition(current, now).ok())
+                } else {
+                    Plan::nothing()
+                }
+            })
+            .await?,
+        )
+    }
+
+    /// [`Self::hold_and_apply`], answered: the order we wrote, or the other request's.
     pub(crate) async fn settle(
         &self,
-        transition: Result<Transition, IllegalTransition>,
-    ) -> Result<Order, CreateError> {
-        let transition = transition?;
-        Ok(settle(&self.store, &transition).await?.order)
+        held: &Order,
+        transition: impl Fn(
+            &Order,
+            chrono::DateTime<chrono::Utc>,
+        ) -> Result<Transition, IllegalTransition>,
+    ) -> Result<Created, CreateError> {
+        let settled = self.hold_and_apply(held, transition).await?;
+        if settled.applied {
+            Ok(Created::new(settled.order))
+        } else {
+            self.answer_for(settled.order)
+        }
     }
 
-    /// Gives up the claim without an answer from Alipay, so the caller's retry can take it
-    /// over at once. Best effort: if this write fails, the lease simply runs out.
-    pub(crate) async fn release(&self, order: &Order) {
-        let Ok(transition) = order.release_lease(self.clock.now()) else {
-            return;
-        };
-        if let Err(error) = self.store.apply(&transition).await {
-            tracing::warn!(%error, "the claim could not be released; it expires with its lease");
+    /// Alipay refused the call: a verified `40004` (`business`), or a gateway refusal
+    /// (`verified` when it was signed). Only a verified refusal is recorded as FAILED; an
+    /// unverified one releases the lease (a retry asks Alipay what happened).
+    pub(crate) async fn refused(
+        &self,
+        held: &Order,
+        failure: &alipay::outcome::Failure,
+        verified: bool,
+        business: bool,
+    ) -> Result<Created, CreateError> {
+        let sub_code = failure
+            .sub_code
+            .clone()
+            .unwrap_or_else(|| failure.code.clone());
+        let recorded = order_failure(failure, business);
+        let fail = |current: &Order, now| current.failed(recorded.clone(), now);
+        match refusal(failure) {
+            Refusal::RateLimited => {
+                count("alipay_rate_limited");
+                tracing::warn!(code = failure.code, sub_code, "Alipay is rate limiting");
+                self.release(held).await;
+                Err(CreateError::AlipayRateLimited { sub_code })
+            }
+            Refusal::CallerCaused => {
+                count("alipay_refused_request");
+                tracing::info!(
+                    code = failure.code,
+                    sub_code,
+                    verified,
+                    "Alipay refused the request's content"
+                );
+                if verified {
+                    if let Err(CreateError::Store(error)) = self.settle(held, fail).await {
+                        return Err(CreateError::Store(error));
+                    }
+                } else {
+                    self.release(held).await;
+                }
+                Err(CreateError::AlipayRefusedRequest { sub_code })
+            }
+            Refusal::Other if business => {
+                count("payment_failed");
+                tracing::info!(code = failure.code, sub_code, "Alipay declined the payment");
+                self.settle(held, fail).await
+            }
+            Refusal::Other => {
+                self.release(held).await;
+                tracing::error!(
+                    code = failure.code,
+                    sub_code,
+                    verified,
+                    "Alipay rejected the call"
+                );
+                Err(CreateError::AlipayRejected(format!("rejected_{sub_code}")))
+            }
+        }
+    }
+
+    /// Gives up the lease without an answer from Alipay, so the caller's retry (or the
+    /// expiry job) can take the order over at once. Best effort: if this write fails, the
+    /// lease simply runs out.
+    pub(crate) async fn release(&self, held: &Order) {
+        if let Err(error) = self
+            .hold_and_apply(held, |current, now| current.release_lease(now))
+            .await
+        {
+            tracing::warn!(%error, "the lease could not be released; it runs out by itself");
         }
     }
 }

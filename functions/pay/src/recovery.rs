@@ -1,20 +1,25 @@
-//! Recovering an abandoned claim: its holder died somewhere between the claim and its answer,
-//! so Alipay may or may not have the trade. Ask Alipay (`alipay.trade.query`) and never
-//! guess: a paid or closed trade converges; a trade waiting for the buyer becomes PENDING
-//! (a QR order first re-sends the identical precreate to get its QR code back); a trade
-//! Alipay does not know is created by re-sending the identical request.
+//! Finishing an order nobody is working on: its holder died somewhere between the claim and
+//! its answer, or left a barcode payment unresolved. Alipay may or may not have the trade, so
+//! ask (`alipay.trade.query`) and never guess: a paid or closed trade converges; a QR trade
+//! waiting for the buyer gets its code back from the identical precreate; a barcode trade
+//! waiting for the buyer is polled until its window (counted from the order's creation)
+//! ends, then cancelled; a trade Alipay does not know is created by re-sending the identical
+//! request when the order never reached Alipay, and cancelled (so that a late pay can never
+//! land) when it did.
 
+use crate::pending_reasons::ALIPAY_MISMATCH;
 use crate::{CreateError, Created, Payments};
 use alipay::api::{QueryRequest, TradeRef};
+use domain::OrderStatus;
 use domain::Scene;
-use domain::converge::{AlipayView, apply_view, read_query};
+use domain::converge::{Actor, AlipayView, apply_view, read_query, reasons};
 use domain::order::Order;
 use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 
 pub enum Recovered {
     /// Settled from Alipay's answer.
     Done(Created),
-    /// Alipay has no trade: run the scene's flow with the identical request.
+    /// Alipay has no trade for a claim: run the scene's flow with the identical request.
     Proceed(Order),
 }
 
@@ -25,32 +30,76 @@ where
     G: PaymentGateway,
     C: Clock,
 {
+    /// `order` is open and its lease is ours (just taken over).
     pub(crate) async fn recover(&self, order: Order) -> Result<Recovered, CreateError> {
         let query = QueryRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
         let view = read_query(&order, self.gateway.query(&query).await);
-        tracing::info!(alipay = view.kind(), "recovering an abandoned claim");
-        match (&view, order.scene()) {
-            (AlipayView::Paid { .. } | AlipayView::Closed { .. }, _) => {
-                let converged = apply_view(&self.store, &self.clock, &order, view).await?;
-                Ok(Recovered::Done(Created::new(converged.order)))
+        tracing::info!(
+            alipay = view.kind(),
+            status = order.status().as_str(),
+            "recovering an order nobody is working on"
+        );
+        let done = |created| Ok(Recovered::Done(created));
+        match (&view, order.scene(), order.status()) {
+            (AlipayView::Paid { .. } | AlipayView::Closed { .. }, _, _) => {
+                let converged = apply_view(
+                    &self.store,
+                    &self.clock,
+                    &order,
+                    view,
+                    Actor::Holder(&order),
+                )
+                .await?;
+                done(self.answer_for(converged.order)?)
             }
-            (AlipayView::Waiting { trade_no }, Scene::Qr) => {
+            (AlipayView::Waiting { trade_no }, Scene::Qr, _) => {
                 let trade_no = trade_no.clone();
-                Ok(Recovered::Done(self.qr(order, Some(trade_no)).await?))
+                done(self.qr(order, Some(trade_no)).await?)
             }
-            (AlipayView::Waiting { .. }, Scene::Barcode) => {
-                let started = self.clock.now();
-                let converged = apply_view(&self.store, &self.clock, &order, view).await?;
-                if !converged.applied {
-                    return Ok(Recovered::Done(Created::new(converged.order)));
-                }
-                Ok(Recovered::Done(self.poll(converged.order, started).await?))
+            (AlipayView::Waiting { trade_no }, Scene::Barcode, status) => {
+                let order = if status == OrderStatus::Creating {
+                    let trade_no = trade_no.clone();
+                    let lease = self.lease();
+                    let settled = self
+                        .hold_and_apply(&order, |current, now| {
+                            current.waiting_for_buyer(Some(trade_no.clone()), now, lease)
+                        })
+                        .await?;
+                    if !settled.applied {
+                        return done(self.answer_for(settled.order)?);
+                    }
+                    settled.order
+                } else {
+                    order
+                };
+                let started = order.created_at();
+                done(Box::pin(self.poll(order, started)).await?)
             }
-            (AlipayView::NotExist, _) => Ok(Recovered::Proceed(order)),
-            (AlipayView::Unknown(detail) | AlipayView::Mismatch(detail), _) => {
-                if matches!(view, AlipayView::Mismatch(_)) {
-                    tracing::error!(detail, "Alipay's trade does not match the order");
+            (AlipayView::NotExist, _, OrderStatus::Creating) => Ok(Recovered::Proceed(order)),
+            (AlipayView::NotExist, _, _) => {
+                // A pending barcode order without a trade: void the number, so that a pay
+                // still in flight somewhere can never succeed later.
+                done(Box::pin(self.cancel(order, reasons::UNRESOLVED_CANCELLED)).await?)
+            }
+            (AlipayView::Mismatch(_), scene, _) => {
+                // Recorded as an anomaly for an operator; nothing is sent.
+                apply_view(
+                    &self.store,
+                    &self.clock,
+                    &order,
+                    view.clone(),
+                    Actor::Holder(&order),
+                )
+                .await?;
+                match scene {
+                    Scene::Barcode => done(self.leave_pending(order, ALIPAY_MISMATCH).await?),
+                    Scene::Qr => {
+                        self.release(&order).await;
+                        Err(CreateError::AlipayUnavailable("alipay_mismatch".into()))
+                    }
                 }
+            }
+            (AlipayView::Unknown(detail), _, _) => {
                 let detail = detail.clone();
                 self.release(&order).await;
                 Err(CreateError::AlipayUnavailable(detail))

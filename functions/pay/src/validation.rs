@@ -169,7 +169,23 @@ pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
             .filter(|v| !v.is_null())
     };
 
+    let scene = match get("scene") {
+        None => return Err(missing("scene")),
+        Some(Value::String(text)) if text == "qr" => Scene::Qr,
+        Some(Value::String(text)) if text == "barcode" => Scene::Barcode,
+        Some(_) => return Err(invalid("scene", "scene must be \"qr\" or \"barcode\"")),
+    };
     let (out_trade_no, generated_out_trade_no) = match get("out_trade_no") {
+        // A barcode request without its own number could not be retried without charging
+        // the buyer's code twice.
+        None if scene == Scene::Barcode => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::MISSING_FIELD,
+                "out_trade_no is required for scene \"barcode\": it is what makes a retry safe (the same number never charges the payment code twice)",
+            )
+            .with_field("out_trade_no"));
+        }
         None => (OutTradeNo::generate(), true),
         Some(Value::String(text)) => (
             OutTradeNo::parse(text).map_err(|e| invalid("out_trade_no", e.to_string()))?,
@@ -185,12 +201,6 @@ pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
         None => return Err(missing("subject")),
         Some(Value::String(text)) => subject(text)?,
         Some(_) => return Err(invalid("subject", "subject must be a string")),
-    };
-    let scene = match get("scene") {
-        None => return Err(missing("scene")),
-        Some(Value::String(text)) if text == "qr" => Scene::Qr,
-        Some(Value::String(text)) if text == "barcode" => Scene::Barcode,
-        Some(_) => return Err(invalid("scene", "scene must be \"qr\" or \"barcode\"")),
     };
     let auth_code = match (scene, get("auth_code")) {
         (Scene::Qr, Some(_)) => {
@@ -366,7 +376,7 @@ mod tests {
         assert!(
             parse(
                 format!(
-                    r#"{{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":"fp{}"}}"#,
+                    r#"{{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode","auth_code":"fp{}"}}"#,
                     "a1".repeat(16) + "b"
                 )
                 .as_bytes()
@@ -477,17 +487,22 @@ mod tests {
                 "auth_code",
             ),
             (
-                r#"{"amount_fen":1,"subject":"s","scene":"barcode"}"#,
+                r#"{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode"}"#,
                 "missing_field",
                 "auth_code",
             ),
             (
-                r#"{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":"12345"}"#,
+                r#"{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":"280000000000000001"}"#,
+                "missing_field",
+                "out_trade_no",
+            ),
+            (
+                r#"{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode","auth_code":"12345"}"#,
                 "invalid_field",
                 "auth_code",
             ),
             (
-                r#"{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":280000000000000001}"#,
+                r#"{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode","auth_code":280000000000000001}"#,
                 "invalid_field",
                 "auth_code",
             ),
@@ -555,11 +570,11 @@ mod tests {
     #[test]
     fn a_bad_auth_code_is_never_echoed() {
         let error = refused(
-            r#"{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":"28000000000000000x"}"#,
+            r#"{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode","auth_code":"28000000000000000x"}"#,
         );
         assert!(!error.message.contains("28000000000000000x"));
         let error = refused(
-            r#"{"amount_fen":1,"subject":"s","scene":"barcode","auth_code":"280000000000000001"#,
+            r#"{"out_trade_no":"B1","amount_fen":1,"subject":"s","scene":"barcode","auth_code":"280000000000000001"#,
         );
         assert!(!error.message.contains("280000000000000001"));
     }

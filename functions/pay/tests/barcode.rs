@@ -205,15 +205,14 @@ async fn a_cancel_of_unknown_outcome_leaves_the_order_pending_and_says_so() -> T
     assert_eq!(order["status"], "PENDING");
     assert_eq!(order["pending_reason"], "cancel_outcome_unknown");
     assert_eq!(pay.alipay.count("cancel"), 3);
-    // A retry does not pay again: it answers with the order as it is.
+    // The identical retry does not pay again and does not replay PENDING: it takes the order
+    // over, finds the trade still waiting past its window, and cancels it.
     let (status, again, replayed) = pay.create(&env, &barcode_body(&no, &code)).await;
-    assert_eq!(
-        (status, replayed.as_deref()),
-        (200, Some("true")),
-        "{again}"
-    );
-    assert_eq!(again["status"], "PENDING");
+    assert_eq!((status, replayed), (201, None), "{again}");
+    assert_eq!(again["status"], "CLOSED");
     assert_eq!(pay.alipay.count("pay"), 1);
+    assert_eq!(pay.alipay.count("cancel"), 4);
+    assert_eq!(trade(&env, &no).await?["trade_status"], "TRADE_CLOSED");
     // Another payment code is another request.
     let (status, _, _) = pay
         .create(&env, &barcode_body(&no, &auth_code("00", 0)))
@@ -244,4 +243,92 @@ async fn an_abandoned_barcode_claim_is_recovered_with_the_retrys_code() -> TestR
         .ok_or_else(|| err("gone"))?;
     assert_eq!(stored.version(), 3);
     assert_never_recorded(&env, &code).await
+}
+
+#[tokio::test]
+async fn a_refusal_that_echoes_the_signed_request_never_logs_the_payment_code() -> TestResult {
+    let mut env = Env::start().await?;
+    // A valid key that is not the app's: Alipay answers isv.invalid-signature, and its
+    // sub_msg quotes the string it verified, payment code included.
+    let wrong_key = env.keys_dir.join("alipay_private_key.pem");
+    env.set_var(
+        "ALIPAY_APP_PRIVATE_KEY_FILE",
+        &wrong_key.display().to_string(),
+    );
+    let pay = pay_api(&env).await?;
+    let (no, code) = (out_trade_no(), auth_code("00", 0));
+    let (status, error, _) = pay.create(&env, &barcode_body(&no, &code)).await;
+    assert_eq!(status, 502, "{error}");
+    assert_eq!(error["code"], "alipay_rejected");
+    assert!(!error.to_string().contains(&code));
+    assert_never_recorded(&env, &code).await
+}
+
+/// A payment whose creator died after Alipay's 10003: a GET sees the trade waiting and makes
+/// the order PENDING; the cashier's identical retry then finishes it (the poll window is long
+/// over, so it cancels) instead of replaying PENDING, and the expiry was scheduled for right
+/// after the barcode flow's longest run, not for the order's own timeout.
+#[tokio::test]
+async fn a_waiting_trade_left_by_a_dead_request_is_cancelled_by_the_retry() -> TestResult {
+    let env = Env::start().await?;
+    let pay = pay_api(&env).await?;
+    let (no, code) = (out_trade_no(), auth_code("02", 0));
+    let body = barcode_body(&no, &code);
+    let request = pay::validation::parse(body.as_bytes()).map_err(|e| err(e.message))?;
+    let then =
+        chrono::SubsecRound::trunc_subsecs(chrono::Utc::now() - chrono::Duration::seconds(60), 0);
+    let (claim, event) = Order::claim(request.new_order(then), then, chrono::Duration::seconds(15));
+    assert_eq!(pay.orders.claim(&claim, &event).await?, Claim::Claimed);
+    let auth = request.auth_code.as_ref().ok_or_else(|| err("no code"))?;
+    let waiting = pay
+        .alipay
+        .inner
+        .pay(&pay::barcode::pay_request(&claim, auth))
+        .await;
+    assert!(matches!(
+        waiting,
+        alipay::outcome::Outcome::WaitingForBuyer(_)
+    ));
+
+    let orders = query::Orders {
+        store: pay.orders.clone(),
+        gateway: pay.alipay.inner.clone(),
+        clock: f2f_runtime::SystemClock,
+        sync_after: std::time::Duration::ZERO,
+    };
+    let looked = orders
+        .lookup(&OutTradeNo::parse(&no)?)
+        .await?
+        .ok_or_else(|| err("gone"))?;
+    assert_eq!(looked.order.status().as_str(), "PENDING");
+
+    let (status, order, replayed) = pay.create(&env, &body).await;
+    assert_eq!((status, replayed), (201, None), "{order}");
+    assert_eq!(order["status"], "CLOSED");
+    assert_eq!(pay.alipay.count("pay"), 0, "never paid again");
+    assert_eq!(pay.alipay.count("cancel"), 1);
+    assert_eq!(trade(&env, &no).await?["trade_status"], "TRADE_CLOSED");
+
+    let messages = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await?;
+    let due: Vec<chrono::DateTime<chrono::Utc>> = messages
+        .messages()
+        .iter()
+        .filter_map(|m| m.body())
+        .filter_map(|b| aws_adapters::ExpiryMessage::parse(b).ok())
+        .map(|m| m.due_at)
+        .collect();
+    assert!(!due.is_empty(), "the retry scheduled the expiry again");
+    for due_at in due {
+        assert!(
+            due_at <= then + chrono::Duration::seconds(120),
+            "a barcode order is looked at soon after its flow, not at its timeout: {due_at}"
+        );
+    }
+    Ok(())
 }

@@ -251,3 +251,69 @@ async fn a_generated_number_is_a_ulid() -> TestResult {
     assert_eq!(order["out_trade_no"].as_str().map(str::len), Some(26));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_refusal_of_the_requests_content_is_a_422_and_a_failed_order() -> TestResult {
+    let env = Env::start().await?;
+    let pay = pay_api(&env).await?;
+    let no = out_trade_no();
+    env.fault(json!({"method": "alipay.trade.precreate", "code": "40004", "sub_code": "ACQ.EXIST_FORBIDDEN_WORD", "sub_msg": "订单信息中包含违禁词"})).await?;
+    let (status, error, _) = pay.create(&env, &qr_body(&no, 100)).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["code"], "alipay_refused_request");
+    assert_eq!(error["alipay_sub_code"], "ACQ.EXIST_FORBIDDEN_WORD");
+    let (status, order, replayed) = pay.create(&env, &qr_body(&no, 100)).await;
+    assert_eq!(
+        (status, replayed.as_deref()),
+        (200, Some("true")),
+        "{order}"
+    );
+    assert_eq!(order["status"], "FAILED");
+    assert_eq!(order["failure"]["code"], "ACQ.EXIST_FORBIDDEN_WORD");
+    assert_eq!(pay.alipay.count("precreate"), 1, "never resent");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unsigned_refusal_of_the_content_is_a_422_without_recording_it() -> TestResult {
+    let env = Env::start().await?;
+    let pay = pay_api(&env).await?;
+    let no = out_trade_no();
+    // The sandbox, like Alipay's gateway, sends 40002 refusals unsigned.
+    env.fault(json!({"method": "alipay.trade.precreate", "code": "40002", "sub_code": "isv.suspected-attack"})).await?;
+    let (status, error, _) = pay.create(&env, &qr_body(&no, 100)).await;
+    assert_eq!(status, 422, "{error}");
+    assert_eq!(error["alipay_sub_code"], "isv.suspected-attack");
+    let stored = pay
+        .orders
+        .get(&domain::OutTradeNo::parse(&no)?)
+        .await?
+        .ok_or_else(|| err("gone"))?;
+    assert_eq!(
+        stored.status().as_str(),
+        "CREATING",
+        "an unverified refusal is no fact"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn alipays_rate_limit_is_a_503_with_retry_after_and_the_retry_succeeds() -> TestResult {
+    let env = Env::start().await?;
+    let pay = pay_api(&env).await?;
+    let no = out_trade_no();
+    env.fault(json!({"method": "alipay.trade.precreate", "code": "40005", "sub_code": "isv.app-call-limited"})).await?;
+    let response = pay
+        .api
+        .handle(env.signed("POST", "/v1/payments", &qr_body(&no, 100)))
+        .await;
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(header(&response, "retry-after"), Some("2"));
+    let error = body_json(&response);
+    assert_eq!(error["code"], "alipay_rate_limited");
+    assert_eq!(error["alipay_sub_code"], "isv.app-call-limited");
+    let (status, order, _) = pay.create(&env, &qr_body(&no, 100)).await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "PENDING");
+    Ok(())
+}

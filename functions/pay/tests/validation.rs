@@ -127,13 +127,21 @@ async fn bad_bodies_are_refused_with_their_field_and_nothing_is_written() -> Tes
             Some("auth_code"),
         ),
         (
-            json!({"amount_fen": 1, "subject": "s", "scene": "barcode"}).to_string(),
+            json!({"out_trade_no": "V1", "amount_fen": 1, "subject": "s", "scene": "barcode"})
+                .to_string(),
             400,
             "missing_field",
             Some("auth_code"),
         ),
         (
-            json!({"amount_fen": 1, "subject": "s", "scene": "barcode", "auth_code": "12ab"})
+            json!({"amount_fen": 1, "subject": "s", "scene": "barcode", "auth_code": code})
+                .to_string(),
+            400,
+            "missing_field",
+            Some("out_trade_no"),
+        ),
+        (
+            json!({"out_trade_no": "V1", "amount_fen": 1, "subject": "s", "scene": "barcode", "auth_code": "12ab"})
                 .to_string(),
             400,
             "invalid_field",

@@ -1,15 +1,17 @@
 //! Reading an order, synced with Alipay when it may be out of date.
 //!
-//! An order is asked about when it is PENDING, or CREATING with an expired lease (its
-//! creator died; Alipay may have a trade), and it was last synced more than `sync_after` ago.
-//! The convergence applies conditional transitions only; a lost race is answered with the
-//! order as stored by the winner. When Alipay cannot be asked, the stored order is the
-//! answer, marked stale.
+//! An order is asked about when it is open (PENDING, or CREATING whose creator died: Alipay
+//! may have a trade), nobody holds its lease (a request working on it is the one to learn
+//! what Alipay did; a GET never acts on a live lease), and it was last synced more than
+//! `sync_after` ago, even when Alipay's answer was "no trade" (so an abandoned claim does not
+//! cost a query per GET). The convergence applies conditional transitions only; a lost race
+//! is planned again from the order as stored by the winner. When Alipay cannot be asked, the
+//! stored order is the answer, marked stale. A contradiction (another amount, a payment for a
+//! closed order) is recorded as an anomaly and reported as `sync_error`.
 
 use chrono::{DateTime, Utc};
-use domain::OrderStatus;
 use domain::OutTradeNo;
-use domain::converge::{AlipayView, converge};
+use domain::converge::{Actor, AlipayView, converge};
 use domain::order::Order;
 use domain::ports::{Clock, OrderStore, PaymentGateway, StoreError};
 use std::time::Duration;
@@ -33,15 +35,12 @@ pub struct Looked {
 
 /// Whether Alipay may know more than the store about `order`.
 pub fn needs_sync(order: &Order, now: DateTime<Utc>, sync_after: Duration) -> bool {
-    let open = match order.status() {
-        OrderStatus::Pending => true,
-        OrderStatus::Creating => order.lease_expired(now),
-        _ => false,
-    };
     let sync_after = chrono::Duration::from_std(sync_after).unwrap_or_default();
-    open && order
-        .last_synced_at()
-        .is_none_or(|synced| now - synced >= sync_after)
+    order.status().is_open()
+        && !order.lease_live(now)
+        && order
+            .last_synced_at()
+            .is_none_or(|synced| now - synced >= sync_after)
 }
 
 impl<S, G, C> Orders<S, G, C>
@@ -61,7 +60,14 @@ where
                 sync_error: None,
             }));
         }
-        let converged = converge(&self.store, &self.gateway, &self.clock, &order).await?;
+        let converged = converge(
+            &self.store,
+            &self.gateway,
+            &self.clock,
+            &order,
+            Actor::Observer,
+        )
+        .await?;
         tracing::info!(
             alipay = converged.view.kind(),
             applied = converged.applied,
@@ -76,10 +82,7 @@ where
                 );
                 Some("alipay_unavailable".to_owned())
             }
-            AlipayView::Mismatch(detail) => {
-                tracing::error!(detail, "Alipay's trade does not match the order");
-                Some("alipay_mismatch".to_owned())
-            }
+            AlipayView::Mismatch(_) => Some("alipay_mismatch".to_owned()),
             _ => None,
         };
         Ok(Some(Looked {
@@ -98,6 +101,7 @@ mod tests {
     };
     use alipay::notify::TradeStatus;
     use alipay::outcome::{Outcome, UnknownCause};
+    use domain::anomaly::Anomaly;
     use domain::order::{NewOrder, OrderEvent, PaymentSource, Transition};
     use domain::ports::{Applied, Claim};
     use domain::{Fen, OrderAmount, Scene};
@@ -121,11 +125,17 @@ mod tests {
             *self.applies.lock().unwrap() += 1;
             Ok(Applied::Conflict(Some(self.winner.clone())))
         }
+        async fn record_anomaly(&self, _: &Anomaly) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     struct Alipay(Outcome<QueryResponse>);
 
     impl PaymentGateway for Alipay {
+        fn call_timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
         async fn precreate(&self, _: &PrecreateRequest) -> Outcome<PrecreateResponse> {
             Outcome::Unknown(UnknownCause::Timeout)
         }
@@ -208,6 +218,42 @@ mod tests {
         assert_eq!(looked.order, winner);
         assert_eq!(looked.sync_error, None);
         assert_eq!(*orders.store.applies.lock().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_leased_order_is_left_to_its_holder() {
+        let now = Utc::now();
+        let new = NewOrder {
+            out_trade_no: OutTradeNo::parse("Q2").unwrap(),
+            amount: OrderAmount::from_fen(100).unwrap(),
+            subject: "s".into(),
+            scene: Scene::Barcode,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "h".into(),
+            expires_at: now + chrono::Duration::minutes(15),
+        };
+        let (claim, _) = Order::claim(new, now, chrono::Duration::seconds(15));
+        assert!(!needs_sync(
+            &claim,
+            now + chrono::Duration::seconds(14),
+            Duration::ZERO
+        ));
+        assert!(needs_sync(
+            &claim,
+            now + chrono::Duration::seconds(15),
+            Duration::ZERO
+        ));
+        let polling = claim
+            .waiting_for_buyer(None, now, chrono::Duration::seconds(15))
+            .unwrap()
+            .next;
+        assert!(!needs_sync(
+            &polling,
+            now + chrono::Duration::seconds(10),
+            Duration::ZERO
+        ));
     }
 
     #[test]

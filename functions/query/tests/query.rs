@@ -175,3 +175,38 @@ async fn a_recent_sync_is_not_repeated() -> TestResult {
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(())
 }
+
+/// A claim whose creator died before Alipay ever saw it: a GET asks Alipay once, records
+/// the answer ("no trade") as a sync, and the next GETs within `SYNC_AFTER_SECONDS` do not
+/// ask again.
+#[tokio::test]
+async fn an_abandoned_claim_unknown_to_alipay_is_not_queried_on_every_get() -> TestResult {
+    let mut env = Env::start().await?;
+    env.set_var("SYNC_AFTER_SECONDS", "60");
+    let api = query_api(&env).await?;
+    let config = env.config(Function::Pay)?;
+    let adapters = env.adapters(Function::Pay).await?;
+    let no = out_trade_no();
+    let body = json!({"out_trade_no": no, "amount_fen": 888, "subject": "book", "scene": "qr"})
+        .to_string();
+    let request = pay::validation::parse(body.as_bytes()).map_err(|e| err(e.message))?;
+    let then =
+        chrono::SubsecRound::trunc_subsecs(chrono::Utc::now() - chrono::Duration::seconds(60), 0);
+    let lease = chrono::Duration::from_std(config.knobs.claim_lease)?;
+    let (claim, event) = domain::order::Order::claim(request.new_order(then), then, lease);
+    domain::ports::OrderStore::claim(&adapters.orders, &claim, &event).await?;
+    // Counts the queries: the fault answers as Alipay would, and is used up once per call.
+    env.fault(json!({"method": "alipay.trade.query", "code": "40004", "sub_code": "ACQ.TRADE_NOT_EXIST", "sub_msg": "交易不存在", "times": 5}))
+        .await?;
+    for _ in 0..3 {
+        let (status, order, _) = get(&api, &env, &no).await;
+        assert_eq!(status, 200, "{order}");
+        assert_eq!(order["status"], "CREATING");
+    }
+    let faults = env.sandbox_get("/sandbox/faults").await?;
+    assert_eq!(
+        faults[0]["remaining"], 4,
+        "one query for three GETs: {faults}"
+    );
+    Ok(())
+}

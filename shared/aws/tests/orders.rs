@@ -376,8 +376,12 @@ async fn events_of_an_order_follow_every_kind_of_transition() {
     let no = OutTradeNo::generate();
     let (order, event) = claimed(&no, "h", Utc::now());
     store.claim(&order, &event).await.unwrap();
+    // Once the claim's lease has run out.
     let taken = order
-        .take_over_lease(Utc::now(), chrono::Duration::seconds(30))
+        .take_over_lease(
+            Utc::now() + chrono::Duration::hours(1),
+            chrono::Duration::seconds(30),
+        )
         .unwrap();
     store.apply(&taken).await.unwrap();
     let failed = taken

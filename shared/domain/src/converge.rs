@@ -1,12 +1,17 @@
 //! Convergence: ask Alipay what happened to an order (`alipay.trade.query`) and apply the
-//! matching conditional transition. The pay and query functions use it, and so will the
-//! notification and timeout-close functions: every path that learns a trade's state from a
-//! query goes through [`read_query`] and [`plan`], so they cannot disagree.
+//! matching conditional transition. Every path that learns a trade's state (pay, query, and
+//! the notification and expiry functions) goes through [`read_query`] / [`plan`] and
+//! [`apply_planned`], so they cannot disagree.
 //!
-//! Nothing here guesses: an answer that cannot be believed (unknown outcome, a rejection, a
-//! trade of another number or amount) changes nothing, and says why in [`AlipayView`].
+//! Nothing here guesses: an answer that cannot be believed (unknown outcome, a rejection)
+//! changes nothing. A verified answer that contradicts the order (another number, amount or
+//! trade; paid while the order is closed) is an anomaly record, never just a log line.
+//!
+//! A transition that loses a race is planned again from the order the failed condition
+//! returned (`ALL_OLD`), never given up and never retried blindly: the winner's write may
+//! have made ours unnecessary, illegal, or still right.
 
-use crate::Fen;
+use crate::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use crate::order::{Order, OrderStatus, PaymentSource, Transition};
 use crate::ports::{Applied, Clock, OrderStore, PaymentGateway, StoreError};
 use alipay::api::{QueryRequest, QueryResponse, TradeRef};
@@ -24,17 +29,18 @@ pub mod reasons {
     /// A barcode payment's outcome could not be learned and the trade was cancelled, so it
     /// can never be paid later.
     pub const PAY_OUTCOME_UNKNOWN_CANCELLED: &str = "pay_outcome_unknown_cancelled";
-    /// The cancel found the trade paid and refunded it in full.
-    pub const CANCELLED_AND_REFUNDED: &str = "cancelled_and_refunded";
+    /// A retried barcode request found the payment unresolved and cancelled it.
+    pub const UNRESOLVED_CANCELLED: &str = "unresolved_cancelled";
 }
 
-/// What Alipay's answer to a query says about an order.
+/// What Alipay's answer says about an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AlipayView {
     /// `TRADE_SUCCESS` or `TRADE_FINISHED` for the order's amount.
     Paid {
         trade_no: String,
         paid_at: Option<DateTime<Utc>>,
+        source: PaymentSource,
     },
     /// `WAIT_BUYER_PAY`: the trade exists, the buyer has not paid (yet).
     Waiting { trade_no: String },
@@ -46,8 +52,16 @@ pub enum AlipayView {
     /// The answer says nothing we may act on: transport trouble, a system error, a rejection,
     /// an unverifiable body or another business failure.
     Unknown(String),
-    /// Alipay's trade does not match the order (another number or amount): a human looks.
-    Mismatch(String),
+    /// The verified answer contradicts the order: recorded as an anomaly, nothing else.
+    Mismatch(Mismatch),
+}
+
+/// A contradiction between a verified Alipay answer and the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub kind: AnomalyKind,
+    pub facts: AlipayFacts,
+    pub detail: String,
 }
 
 impl AlipayView {
@@ -78,7 +92,8 @@ pub fn describe_unknown(cause: &UnknownCause) -> String {
     }
 }
 
-/// Describes a rejection without any request data.
+/// Describes a rejection without any request data (never Alipay's `sub_msg`, which may echo
+/// the signed request).
 pub fn describe_rejection(rejection: &Rejection) -> String {
     match rejection {
         Rejection::Gateway { failure, .. } => format!(
@@ -87,6 +102,58 @@ pub fn describe_rejection(rejection: &Rejection) -> String {
         ),
         Rejection::Local(_) => "rejected_locally".into(),
     }
+}
+
+/// The facts of a verified trade answer, for an anomaly record.
+pub fn trade_facts(trade: &QueryResponse, source: FactSource) -> AlipayFacts {
+    AlipayFacts {
+        source: Some(source),
+        out_trade_no: Some(trade.out_trade_no.clone()),
+        trade_no: Some(trade.trade_no.clone()),
+        trade_status: Some(trade.trade_status.as_str().to_owned()),
+        total_amount_fen: Some(trade.total_amount.get()),
+        refund_fen: None,
+    }
+}
+
+/// Checks a verified answer's number, amount and trade number against the order.
+pub fn check_trade(
+    order: &Order,
+    out_trade_no: &str,
+    total_fen: Option<i64>,
+    trade_no: Option<&str>,
+    facts: impl FnOnce() -> AlipayFacts,
+) -> Option<Mismatch> {
+    let (kind, detail) = if out_trade_no != order.out_trade_no().as_str() {
+        (
+            AnomalyKind::OutTradeNoMismatch,
+            format!("Alipay answered for out_trade_no {out_trade_no:?}"),
+        )
+    } else if let Some(fen) = total_fen.filter(|fen| *fen != order.amount().fen().get()) {
+        (
+            AnomalyKind::AmountMismatch,
+            format!(
+                "Alipay reports a trade of {} for an order of {}",
+                alipay::Fen::new(fen).to_yuan(),
+                order.amount().fen().to_yuan()
+            ),
+        )
+    } else if let (Some(ours), Some(theirs)) = (order.alipay_trade_no(), trade_no)
+        && !theirs.is_empty()
+        && ours != theirs
+    {
+        (
+            AnomalyKind::TradeNoMismatch,
+            format!("Alipay reports trade_no {theirs} for the order recorded with {ours}"),
+        )
+    } else {
+        return None;
+    };
+    Some(Mismatch {
+        kind,
+        facts: facts(),
+        detail,
+    })
 }
 
 /// Reads a query's outcome for `order`.
@@ -107,21 +174,17 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
             return AlipayView::Unknown(describe_rejection(&rejection));
         }
     };
-    if trade.out_trade_no != order.out_trade_no().as_str() {
-        return AlipayView::Mismatch(format!(
-            "Alipay answered for out_trade_no {:?}",
-            trade.out_trade_no
-        ));
+    if let Some(mismatch) = check_trade(
+        order,
+        &trade.out_trade_no,
+        Some(trade.total_amount.get()),
+        Some(&trade.trade_no),
+        || trade_facts(&trade, FactSource::Query),
+    ) {
+        return AlipayView::Mismatch(mismatch);
     }
     match trade.trade_status {
         status if status.is_paid() => {
-            if trade.total_amount != order.amount().fen() {
-                return AlipayView::Mismatch(format!(
-                    "Alipay reports {} paid for an order of {}",
-                    trade.total_amount.to_yuan(),
-                    order.amount().fen().to_yuan()
-                ));
-            }
             let paid_at = trade
                 .send_pay_date
                 .as_deref()
@@ -129,6 +192,7 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
             AlipayView::Paid {
                 trade_no: trade.trade_no,
                 paid_at,
+                source: PaymentSource::Query,
             }
         }
         TradeStatus::WaitBuyerPay => AlipayView::Waiting {
@@ -140,57 +204,190 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
     }
 }
 
-/// The transition that brings `order` in line with `view`, if any. Final orders never move;
-/// a claim Alipay has no trade for is left to its holder (only it may re-send the request).
-pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>) -> Option<Transition> {
+/// Who is converging: someone who only looks (a GET, a notification, the expiry job before
+/// it takes the lease), or the holder of the order's lease (`held` is its copy of the order).
+#[derive(Debug, Clone, Copy)]
+pub enum Actor<'a> {
+    Observer,
+    Holder(&'a Order),
+}
+
+impl Actor<'_> {
+    /// Whether this actor may change `order` at `now`: nobody acts under someone else's live
+    /// lease.
+    pub fn may_act_on(&self, order: &Order, now: DateTime<Utc>) -> bool {
+        match self {
+            _ if !order.lease_live(now) => true,
+            Actor::Holder(held) => held.same_holder(order),
+            Actor::Observer => false,
+        }
+    }
+}
+
+/// What to write: a transition (with its anomaly, if any), or an anomaly alone, or nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    pub transition: Option<Transition>,
+    pub anomaly: Option<Anomaly>,
+}
+
+impl Plan {
+    pub fn nothing() -> Plan {
+        Plan::default()
+    }
+
+    pub fn transition(transition: Option<Transition>) -> Plan {
+        Plan {
+            transition,
+            anomaly: None,
+        }
+    }
+}
+
+/// The anomaly of `mismatch` on `order`.
+pub fn anomaly(order: &Order, mismatch: Mismatch, now: DateTime<Utc>) -> Anomaly {
+    Anomaly {
+        kind: mismatch.kind,
+        out_trade_no: order.out_trade_no().clone(),
+        order_status: order.status(),
+        order_amount_fen: order.amount().fen().get(),
+        facts: mismatch.facts,
+        detail: mismatch.detail,
+        seen_at: now,
+    }
+}
+
+/// What brings `order` in line with `view`, if anything. Settled orders never move (a
+/// payment Alipay reports for a CLOSED or FAILED order is an anomaly); a claim Alipay has no
+/// trade for is only marked as looked at (its holder alone may re-send the request).
+pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'_>) -> Plan {
+    if let AlipayView::Mismatch(mismatch) = view {
+        return Plan {
+            transition: None,
+            anomaly: Some(anomaly(order, mismatch.clone(), now)),
+        };
+    }
     if order.status().is_final() {
-        return None;
+        return match (view, order.status()) {
+            (
+                AlipayView::Paid {
+                    trade_no, source, ..
+                },
+                OrderStatus::Closed | OrderStatus::Failed,
+            ) => {
+                let mut facts = AlipayFacts::from(fact_source(*source));
+                facts.trade_no = Some(trade_no.clone());
+                facts.trade_status = Some(TradeStatus::TradeSuccess.as_str().to_owned());
+                facts.total_amount_fen = Some(order.amount().fen().get());
+                let mismatch = Mismatch {
+                    kind: AnomalyKind::PaidAfterClose,
+                    facts,
+                    detail: format!(
+                        "Alipay reports trade {trade_no} paid for an order that is {} here",
+                        order.status().as_str()
+                    ),
+                };
+                Plan {
+                    transition: None,
+                    anomaly: Some(anomaly(order, mismatch, now)),
+                }
+            }
+            _ => Plan::nothing(),
+        };
+    }
+    if !actor.may_act_on(order, now) {
+        return Plan::nothing();
     }
     let transition = match (view, order.status()) {
-        (AlipayView::Paid { trade_no, paid_at }, _) => order.paid(
-            trade_no.clone(),
-            paid_at.unwrap_or(now),
-            PaymentSource::Query,
-            now,
-        ),
+        (
+            AlipayView::Paid {
+                trade_no,
+                paid_at,
+                source,
+            },
+            _,
+        ) => order.paid(trade_no.clone(), paid_at.unwrap_or(now), *source, now),
         (AlipayView::Waiting { trade_no }, OrderStatus::Creating) => {
             order.created_at_alipay(None, Some(trade_no.clone()), now)
         }
-        (AlipayView::Waiting { .. } | AlipayView::NotExist, OrderStatus::Pending) => {
-            order.synced(now)
-        }
+        (AlipayView::Waiting { .. } | AlipayView::NotExist, _) => order.synced(now),
         (AlipayView::Closed { .. }, _) => order.closed(reasons::CLOSED_AT_ALIPAY, now),
-        _ => return None,
+        _ => return Plan::nothing(),
     };
-    transition.ok()
+    Plan::transition(transition.ok())
 }
 
-/// Applies a transition; a lost race is answered with the order as stored now.
+fn fact_source(source: PaymentSource) -> FactSource {
+    match source {
+        PaymentSource::PayResponse => FactSource::PayResponse,
+        PaymentSource::Query => FactSource::Query,
+        PaymentSource::Notification => FactSource::Notification,
+    }
+}
+
+/// The result of applying a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
+    /// The order as stored now (after our transition, or someone else's).
     pub order: Order,
-    /// `false` when someone else changed the order first.
+    /// `false` when nothing of ours was written (nothing to do, or someone else's write made
+    /// ours unnecessary or illegal).
     pub applied: bool,
 }
 
-pub async fn settle<S: OrderStore>(
+/// Plans against the order as stored at most this many times before answering with it.
+const PLAN_ATTEMPTS: usize = 4;
+
+/// Writes what `planner` says about `order`; when the write loses a race, plans again from
+/// the order the failed condition returned. A recorded anomaly is reported (error log and
+/// metric) once it is durable.
+pub async fn apply_planned<S, C>(
     store: &S,
-    transition: &Transition,
-) -> Result<Settled, StoreError> {
-    match store.apply(transition).await? {
-        Applied::Applied(order) => Ok(Settled {
-            order,
-            applied: true,
-        }),
-        Applied::Conflict(Some(order)) => Ok(Settled {
-            order,
-            applied: false,
-        }),
-        Applied::Conflict(None) => Err(StoreError::Corrupt(format!(
-            "order {} vanished during a transition",
-            transition.next.out_trade_no()
-        ))),
+    clock: &C,
+    order: &Order,
+    planner: impl Fn(&Order, DateTime<Utc>) -> Plan,
+) -> Result<Settled, StoreError>
+where
+    S: OrderStore,
+    C: Clock,
+{
+    let mut current = order.clone();
+    for _ in 0..PLAN_ATTEMPTS {
+        let plan = planner(&current, clock.now());
+        let Some(transition) = plan.transition else {
+            if let Some(anomaly) = plan.anomaly {
+                Box::pin(store.record_anomaly(&anomaly)).await?;
+                anomaly.report();
+            }
+            return Ok(Settled {
+                order: current,
+                applied: false,
+            });
+        };
+        let transition = transition.with_anomaly(plan.anomaly);
+        match Box::pin(store.apply(&transition)).await? {
+            Applied::Applied(order) => {
+                if let Some(anomaly) = &transition.anomaly {
+                    anomaly.report();
+                }
+                return Ok(Settled {
+                    order,
+                    applied: true,
+                });
+            }
+            Applied::Conflict(Some(stored)) => current = stored,
+            Applied::Conflict(None) => {
+                return Err(StoreError::Corrupt(format!(
+                    "order {} vanished during a transition",
+                    transition.next.out_trade_no()
+                )));
+            }
+        }
     }
+    Ok(Settled {
+        order: current,
+        applied: false,
+    })
 }
 
 /// The result of one convergence.
@@ -210,6 +407,7 @@ pub async fn converge<S, G, C>(
     gateway: &G,
     clock: &C,
     order: &Order,
+    actor: Actor<'_>,
 ) -> Result<Converged, StoreError>
 where
     S: OrderStore,
@@ -218,7 +416,7 @@ where
 {
     let request = QueryRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
     let view = read_query(order, gateway.query(&request).await);
-    apply_view(store, clock, order, view).await
+    apply_view(store, clock, order, view, actor).await
 }
 
 /// Applies an already obtained view (e.g. from a poll) to `order`.
@@ -227,31 +425,21 @@ pub async fn apply_view<S, C>(
     clock: &C,
     order: &Order,
     view: AlipayView,
+    actor: Actor<'_>,
 ) -> Result<Converged, StoreError>
 where
     S: OrderStore,
     C: Clock,
 {
-    match plan(order, &view, clock.now()) {
-        Some(transition) => {
-            let settled = settle(store, &transition).await?;
-            Ok(Converged {
-                order: settled.order,
-                view,
-                applied: settled.applied,
-            })
-        }
-        None => Ok(Converged {
-            order: order.clone(),
-            view,
-            applied: false,
-        }),
-    }
-}
-
-/// Parses an amount Alipay sent, for callers that compare it with an order.
-pub fn same_amount(order: &Order, alipay: Option<Fen>) -> bool {
-    alipay.is_none_or(|fen| fen == order.amount().fen())
+    let settled = apply_planned(store, clock, order, |current, now| {
+        plan(current, &view, now, actor)
+    })
+    .await?;
+    Ok(Converged {
+        order: settled.order,
+        view,
+        applied: settled.applied,
+    })
 }
 
 #[cfg(test)]
@@ -259,6 +447,7 @@ mod tests {
     use super::*;
     use crate::order::NewOrder;
     use crate::{OrderAmount, OutTradeNo, Scene};
+    use alipay::Fen;
     use alipay::api::QueryResponse;
     use alipay::outcome::Failure;
     use chrono::{Duration, TimeZone};
@@ -316,7 +505,8 @@ mod tests {
             read_query(&o, trade(TradeStatus::TradeSuccess, 100)),
             AlipayView::Paid {
                 trade_no: "2024".into(),
-                paid_at: alipay::time::parse_beijing("2023-11-15 06:13:20").ok()
+                paid_at: alipay::time::parse_beijing("2023-11-15 06:13:20").ok(),
+                source: PaymentSource::Query,
             }
         );
         assert_eq!(
@@ -346,7 +536,108 @@ mod tests {
         let o = order();
         let view = read_query(&o, trade(TradeStatus::TradeSuccess, 99));
         assert_eq!(view.kind(), "mismatch");
-        assert!(plan(&o, &view, at(1)).is_none());
+        let planned = plan(&o, &view, at(1), Actor::Observer);
+        assert!(planned.transition.is_none());
+        let anomaly = planned.anomaly.unwrap();
+        assert_eq!(anomaly.kind, AnomalyKind::AmountMismatch);
+        assert_eq!(anomaly.facts.total_amount_fen, Some(99));
+        assert_eq!(anomaly.order_amount_fen, 100);
+        let waiting = read_query(&o, trade(TradeStatus::WaitBuyerPay, 99));
+        assert_eq!(waiting.kind(), "mismatch", "any status of another amount");
+    }
+
+    #[test]
+    fn another_number_or_trade_is_a_mismatch() {
+        let o = order();
+        let mut other = trade(TradeStatus::TradeSuccess, 100);
+        if let Outcome::Success(t) = &mut other {
+            t.out_trade_no = "T2".into();
+        }
+        let Some(AlipayView::Mismatch(m)) = Some(read_query(&o, other)) else {
+            unreachable!()
+        };
+        assert_eq!(m.kind, AnomalyKind::OutTradeNoMismatch);
+        let known = o
+            .created_at_alipay(None, Some("2023".into()), at(1))
+            .unwrap()
+            .next;
+        let Some(AlipayView::Mismatch(m)) =
+            Some(read_query(&known, trade(TradeStatus::TradeSuccess, 100)))
+        else {
+            unreachable!()
+        };
+        assert_eq!(m.kind, AnomalyKind::TradeNoMismatch);
+    }
+
+    #[test]
+    fn a_payment_for_a_closed_or_failed_order_is_an_anomaly_not_a_transition() {
+        let closed = order().closed("expired", at(1)).unwrap().next;
+        let paid_view = AlipayView::Paid {
+            trade_no: "2024".into(),
+            paid_at: None,
+            source: PaymentSource::Query,
+        };
+        let planned = plan(&closed, &paid_view, at(2), Actor::Observer);
+        assert!(planned.transition.is_none());
+        let anomaly = planned.anomaly.unwrap();
+        assert_eq!(anomaly.kind, AnomalyKind::PaidAfterClose);
+        assert_eq!(anomaly.order_status, OrderStatus::Closed);
+        assert_eq!(anomaly.facts.trade_no.as_deref(), Some("2024"));
+        let paid = order()
+            .paid("2024".into(), at(1), PaymentSource::Query, at(1))
+            .unwrap()
+            .next;
+        assert_eq!(
+            plan(&paid, &paid_view, at(2), Actor::Observer),
+            Plan::nothing()
+        );
+    }
+
+    #[test]
+    fn nobody_but_the_holder_acts_under_a_live_lease() {
+        let claim = order();
+        let waiting = AlipayView::Waiting {
+            trade_no: "2024".into(),
+        };
+        assert_eq!(
+            plan(&claim, &waiting, at(1), Actor::Observer),
+            Plan::nothing()
+        );
+        assert!(
+            plan(&claim, &waiting, at(1), Actor::Holder(&claim))
+                .transition
+                .is_some()
+        );
+        let stranger = Order::claim(
+            NewOrder {
+                out_trade_no: OutTradeNo::parse("T1").unwrap(),
+                amount: OrderAmount::from_fen(100).unwrap(),
+                subject: "coffee".into(),
+                scene: Scene::Qr,
+                store_id: None,
+                operator_id: None,
+                terminal_id: None,
+                request_hash: "h".into(),
+                expires_at: at(900),
+            },
+            at(0),
+            Duration::seconds(30),
+        )
+        .0;
+        assert_eq!(
+            plan(&claim, &waiting, at(1), Actor::Holder(&stranger)),
+            Plan::nothing()
+        );
+        assert!(
+            plan(&claim, &waiting, at(30), Actor::Observer)
+                .transition
+                .is_some(),
+            "a lease that ran out is no obstacle"
+        );
+    }
+
+    fn planned(order: &Order, view: &AlipayView, now: DateTime<Utc>) -> Option<Transition> {
+        plan(order, view, now, Actor::Observer).transition
     }
 
     #[test]
@@ -355,24 +646,31 @@ mod tests {
         let waiting = AlipayView::Waiting {
             trade_no: "2024".into(),
         };
-        let pending = plan(&creating, &waiting, at(1)).unwrap();
+        let after_lease = at(31);
+        let pending = planned(&creating, &waiting, after_lease).unwrap();
         assert_eq!(pending.next.status(), OrderStatus::Pending);
         assert_eq!(pending.next.alipay_trade_no(), Some("2024"));
-        assert!(plan(&creating, &AlipayView::NotExist, at(1)).is_none());
+        let looked = planned(&creating, &AlipayView::NotExist, after_lease).unwrap();
+        assert_eq!(
+            looked.next.status(),
+            OrderStatus::Creating,
+            "an abandoned claim Alipay does not know is only marked as looked at"
+        );
+        assert_eq!(looked.next.last_synced_at(), Some(after_lease));
         let pending = pending.next;
         assert_eq!(
-            plan(&pending, &AlipayView::NotExist, at(2))
+            planned(&pending, &AlipayView::NotExist, at(32))
                 .unwrap()
                 .next
                 .last_synced_at(),
-            Some(at(2))
+            Some(at(32))
         );
-        let closed = plan(
+        let closed = planned(
             &pending,
             &AlipayView::Closed {
                 trade_no: "2024".into(),
             },
-            at(3),
+            at(33),
         )
         .unwrap()
         .next;
@@ -380,12 +678,13 @@ mod tests {
         let paid_view = AlipayView::Paid {
             trade_no: "2024".into(),
             paid_at: None,
+            source: PaymentSource::Query,
         };
         assert!(
-            plan(&closed, &paid_view, at(4)).is_none(),
+            planned(&closed, &paid_view, at(34)).is_none(),
             "final stays final"
         );
-        let paid = plan(&pending, &paid_view, at(4)).unwrap().next;
-        assert_eq!(paid.paid_at(), Some(at(4)));
+        let paid = planned(&pending, &paid_view, at(34)).unwrap().next;
+        assert_eq!(paid.paid_at(), Some(at(34)));
     }
 }

@@ -4,12 +4,17 @@
 //! - [`out_trade_no`]: the merchant's order number and a generator for callers without one.
 //! - [`order`]: an order, its status, and the transitions that are the only way to change it.
 //! - [`ports`]: the small traits handlers are generic over (store, scheduler, gateway, clock).
-//! - [`converge`]: ask Alipay what happened to an order and apply the matching transition.
+//! - [`converge`]: ask Alipay what happened to an order and apply the matching transition,
+//!   planning again from the stored order when a write loses a race.
+//! - [`fence`]: side-effecting Alipay calls only under a lease that covers them.
+//! - [`anomaly`]: money at Alipay that contradicts an order, recorded durably.
 //! - [`auth`]: the merchant API's request signing scheme.
 
 pub mod amount;
+pub mod anomaly;
 pub mod auth;
 pub mod converge;
+pub mod fence;
 pub mod order;
 pub mod out_trade_no;
 pub mod ports;

@@ -4,16 +4,23 @@
 //! store applies as one conditional write.
 //!
 //! ```text
-//! CREATING ──▶ PENDING ──▶ PAID
+//! CREATING ──▶ PENDING ──▶ PAID ──▶ REFUNDED
 //!    │            ├──────▶ CLOSED
-//!    ├──▶ PAID    └──────▶ FAILED
-//!    ├──▶ CLOSED
-//!    └──▶ FAILED
+//!    ├──▶ PAID    ├──────▶ FAILED
+//!    ├──▶ CLOSED  └──────▶ REFUNDED (a cancel found the trade paid and refunded it)
+//!    ├──▶ FAILED
+//!    └──▶ REFUNDED
 //! ```
-//! CREATING is the claim: the order number is ours and Alipay is being called. A claim carries
-//! a lease; a retry that finds an expired lease takes the claim over and asks Alipay what
-//! happened instead of guessing.
+//! CREATING is the claim: the order number is ours and Alipay is being called.
+//!
+//! A lease (a holder id and an end) fences the side-effecting Alipay calls of an open order
+//! (CREATING or PENDING): only the holder sends them, and only while the lease covers the
+//! call's whole timeout (see [`crate::fence`]). Any change of the lease bumps the version, so
+//! the holder's next conditional write fails once someone else has taken the order over. A
+//! retry that finds a lease run out takes it over and asks Alipay what happened instead of
+//! guessing; nobody acts on an order under someone else's live lease.
 
+use crate::anomaly::Anomaly;
 use crate::{OrderAmount, OutTradeNo};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,6 +33,8 @@ pub enum OrderStatus {
     Paid,
     Closed,
     Failed,
+    /// Paid, then refunded in full.
+    Refunded,
 }
 
 impl OrderStatus {
@@ -36,15 +45,19 @@ impl OrderStatus {
             OrderStatus::Paid => "PAID",
             OrderStatus::Closed => "CLOSED",
             OrderStatus::Failed => "FAILED",
+            OrderStatus::Refunded => "REFUNDED",
         }
     }
 
-    /// No further transition out of these (refunds will extend PAID later).
+    /// The payment is settled one way or the other: no payment transition leaves these (a
+    /// PAID order can still be refunded) and they carry no lease.
     pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Paid | OrderStatus::Closed | OrderStatus::Failed
-        )
+        !self.is_open()
+    }
+
+    /// Alipay is being asked to create the trade, or the buyer has not paid yet.
+    pub fn is_open(self) -> bool {
+        matches!(self, OrderStatus::Creating | OrderStatus::Pending)
     }
 }
 
@@ -102,6 +115,11 @@ pub struct Order {
     alipay_trade_no: Option<String>,
     paid_at: Option<DateTime<Utc>>,
     closed_at: Option<DateTime<Utc>>,
+    /// The total refunded so far, in fen (0 when nothing was refunded).
+    #[serde(default)]
+    refunded_fen: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refunded_at: Option<DateTime<Utc>>,
     last_synced_at: Option<DateTime<Utc>>,
     failure: Option<OrderFailure>,
 }
@@ -132,8 +150,10 @@ pub struct OrderEvent {
 pub enum EventKind {
     Claimed,
     LeaseTakenOver,
-    /// The claim's holder gave up without an answer from Alipay (unknown outcome, or the
-    /// expiry could not be scheduled): a retry may take the claim over at once.
+    /// The holder extended its lease before an Alipay call (fencing).
+    LeaseExtended,
+    /// The holder gave up without an answer from Alipay (unknown outcome, or the expiry
+    /// could not be scheduled): a retry may take the order over at once.
     LeaseReleased,
     CreatedAtAlipay,
     Synced,
@@ -147,16 +167,30 @@ pub enum EventKind {
     Failed {
         failure: OrderFailure,
     },
+    /// A cancel found the trade paid and refunded it in full.
+    RefundedByCancel {
+        alipay_trade_no: Option<String>,
+        refund_fen: i64,
+    },
 }
 
 /// One conditional write: apply `next` only if the stored order still has
-/// `expected_status` and `expected_version`.
+/// `expected_status` and `expected_version`; the event, and the anomaly if any, commit with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub expected_status: OrderStatus,
     pub expected_version: u64,
     pub next: Order,
     pub event: OrderEvent,
+    pub anomaly: Option<Anomaly>,
+}
+
+impl Transition {
+    /// Records `anomaly` in the same write.
+    pub fn with_anomaly(mut self, anomaly: Option<Anomaly>) -> Transition {
+        self.anomaly = anomaly;
+        self
+    }
 }
 
 /// The requested change does not apply to the order's current state.
@@ -166,6 +200,18 @@ pub struct IllegalTransition {
     pub out_trade_no: OutTradeNo,
     pub from: OrderStatus,
     pub to: OrderStatus,
+}
+
+/// Why a lease cannot be taken over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TakeOverRefused {
+    #[error(transparent)]
+    Illegal(#[from] IllegalTransition),
+    #[error("order {out_trade_no} is leased until {until}")]
+    Live {
+        out_trade_no: OutTradeNo,
+        until: DateTime<Utc>,
+    },
 }
 
 impl Order {
@@ -190,6 +236,8 @@ impl Order {
             alipay_trade_no: None,
             paid_at: None,
             closed_at: None,
+            refunded_fen: 0,
+            refunded_at: None,
             last_synced_at: None,
             failure: None,
         };
@@ -222,8 +270,9 @@ impl Order {
         let mut next = self.clone();
         next.status = to;
         next.version = self.version + 1;
-        if to != OrderStatus::Creating {
+        if to.is_final() {
             next.lease_until = None;
+            next.lease_holder = None;
         }
         change(&mut next);
         let event = OrderEvent {
@@ -239,42 +288,66 @@ impl Order {
             expected_version: self.version,
             next,
             event,
+            anomaly: None,
         })
     }
 
-    /// A retry found this claim abandoned (lease expired) and takes it over.
+    /// Takes over an open order whose lease has run out (or was released): its holder is
+    /// presumed dead, and the new holder asks Alipay what happened before doing anything.
     pub fn take_over_lease(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<Transition, IllegalTransition> {
-        self.transition(
-            &[OrderStatus::Creating],
-            OrderStatus::Creating,
+    ) -> Result<Transition, TakeOverRefused> {
+        if let Some(until) = self.lease_until.filter(|_| self.lease_live(now)) {
+            return Err(TakeOverRefused::Live {
+                out_trade_no: self.out_trade_no.clone(),
+                until,
+            });
+        }
+        Ok(self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            self.status,
             EventKind::LeaseTakenOver,
             now,
             |o| {
                 o.lease_until = Some(now + lease);
                 o.lease_holder = Some(ulid::Ulid::generate().to_string());
             },
+        )?)
+    }
+
+    /// The holder makes its lease run until `now + lease` (fencing: see [`crate::fence`]).
+    /// The version condition of the write proves the holder still has the order.
+    pub fn extend_lease(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            self.status,
+            EventKind::LeaseExtended,
+            now,
+            |o| o.lease_until = Some(now + lease),
         )
     }
 
-    /// The holder of a claim stops working on it without knowing (or without having asked)
-    /// what Alipay did: the lease ends now, so the caller's retry can take the claim over and
-    /// recover by asking Alipay instead of waiting for the lease to run out.
+    /// The holder stops working on the order without knowing (or without having asked) what
+    /// Alipay did: the lease ends now, so the caller's retry (or the expiry job) can take the
+    /// order over at once instead of waiting for the lease to run out.
     pub fn release_lease(&self, now: DateTime<Utc>) -> Result<Transition, IllegalTransition> {
         self.transition(
-            &[OrderStatus::Creating],
-            OrderStatus::Creating,
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            self.status,
             EventKind::LeaseReleased,
             now,
             |o| o.lease_until = Some(now),
         )
     }
 
-    /// Alipay accepted the order and the buyer has not paid yet (QR code issued, or a barcode
-    /// payment waiting for the buyer's confirmation).
+    /// Alipay accepted the order and the buyer has not paid yet (QR code issued, or a trade
+    /// found waiting); whoever held the lease is done with it.
     pub fn created_at_alipay(
         &self,
         qr_code: Option<String>,
@@ -290,15 +363,39 @@ impl Order {
                 o.qr_code = qr_code.or(o.qr_code.take());
                 o.alipay_trade_no = alipay_trade_no.or(o.alipay_trade_no.take());
                 o.last_synced_at = Some(now);
+                o.lease_until = None;
+                o.lease_holder = None;
             },
         )
     }
 
-    /// Alipay has been asked and the order is still waiting: remember when we last looked.
+    /// A barcode payment waits for the buyer's confirmation: PENDING, and the holder keeps
+    /// the lease (renewed to `now + lease`) while it polls and, if need be, cancels.
+    pub fn waiting_for_buyer(
+        &self,
+        alipay_trade_no: Option<String>,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating],
+            OrderStatus::Pending,
+            EventKind::CreatedAtAlipay,
+            now,
+            |o| {
+                o.alipay_trade_no = alipay_trade_no.or(o.alipay_trade_no.take());
+                o.last_synced_at = Some(now);
+                o.lease_until = Some(now + lease);
+            },
+        )
+    }
+
+    /// Alipay has been asked and has nothing new (the trade is waiting, or there is none):
+    /// remember when, so that the next look waits. The lease is left as it is.
     pub fn synced(&self, now: DateTime<Utc>) -> Result<Transition, IllegalTransition> {
         self.transition(
-            &[OrderStatus::Pending],
-            OrderStatus::Pending,
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            self.status,
             EventKind::Synced,
             now,
             |o| o.last_synced_at = Some(now),
@@ -366,6 +463,34 @@ impl Order {
         )
     }
 
+    /// A cancel found the trade paid and gave the whole amount back.
+    pub fn refunded_by_cancel(
+        &self,
+        alipay_trade_no: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        let refund_fen = self.amount.fen().get();
+        self.transition(
+            &[
+                OrderStatus::Creating,
+                OrderStatus::Pending,
+                OrderStatus::Paid,
+            ],
+            OrderStatus::Refunded,
+            EventKind::RefundedByCancel {
+                alipay_trade_no: alipay_trade_no.clone(),
+                refund_fen,
+            },
+            now,
+            |o| {
+                o.alipay_trade_no = alipay_trade_no.or(o.alipay_trade_no.take());
+                o.refunded_fen = refund_fen;
+                o.refunded_at = Some(now);
+                o.last_synced_at = Some(now);
+            },
+        )
+    }
+
     pub fn out_trade_no(&self) -> &OutTradeNo {
         &self.out_trade_no
     }
@@ -420,6 +545,12 @@ impl Order {
     pub fn closed_at(&self) -> Option<DateTime<Utc>> {
         self.closed_at
     }
+    pub fn refunded_fen(&self) -> i64 {
+        self.refunded_fen
+    }
+    pub fn refunded_at(&self) -> Option<DateTime<Utc>> {
+        self.refunded_at
+    }
     pub fn last_synced_at(&self) -> Option<DateTime<Utc>> {
         self.last_synced_at
     }
@@ -427,9 +558,15 @@ impl Order {
         self.failure.as_ref()
     }
 
-    /// A claim whose holder is presumed dead.
-    pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {
-        self.status == OrderStatus::Creating && self.lease_until.is_none_or(|until| until <= now)
+    /// Someone holds the order: nobody else acts on it.
+    pub fn lease_live(&self, now: DateTime<Utc>) -> bool {
+        self.status.is_open() && self.lease_until.is_some_and(|until| until > now)
+    }
+
+    /// Whether `other` is this order under the same lease holder (possibly at another
+    /// version): the holder of `self` still holds `other`.
+    pub fn same_holder(&self, other: &Order) -> bool {
+        self.lease_holder.is_some() && self.lease_holder == other.lease_holder
     }
 }
 
@@ -464,8 +601,8 @@ mod tests {
         let order = claimed();
         assert_eq!(order.status(), OrderStatus::Creating);
         assert_eq!(order.version(), 1);
-        assert!(!order.lease_expired(at(29)));
-        assert!(order.lease_expired(at(30)));
+        assert!(order.lease_live(at(29)));
+        assert!(!order.lease_live(at(30)));
     }
 
     #[test]
@@ -509,14 +646,27 @@ mod tests {
     }
 
     #[test]
-    fn only_creating_orders_can_have_their_lease_taken_over() {
+    fn only_open_orders_can_have_their_lease_taken_over() {
         let order = claimed();
         let taken = order
             .take_over_lease(at(31), Duration::seconds(30))
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(taken.next.status(), OrderStatus::Creating);
         assert_eq!(taken.next.lease_until(), Some(at(61)));
-        assert!(taken.next.synced(at(32)).is_err(), "a claim is not pending");
+        let pending = taken
+            .next
+            .created_at_alipay(None, None, at(32))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        let retaken = pending
+            .take_over_lease(at(33), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(retaken.next.status(), OrderStatus::Pending);
+        let paid = pending
+            .paid("t".into(), at(34), PaymentSource::Query, at(34))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(paid.take_over_lease(at(35), Duration::seconds(30)).is_err());
     }
 
     #[test]
@@ -537,12 +687,97 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(released.next.status(), OrderStatus::Creating);
         assert_eq!(released.event.kind, EventKind::LeaseReleased);
-        assert!(released.next.lease_expired(at(3)));
+        assert!(!released.next.lease_live(at(3)));
+        assert!(
+            released
+                .next
+                .take_over_lease(at(3), Duration::seconds(30))
+                .is_ok()
+        );
         let pending = released
             .next
             .created_at_alipay(None, None, at(4))
             .unwrap_or_else(|e| unreachable!("{e}"))
             .next;
-        assert!(pending.release_lease(at(5)).is_err());
+        assert_eq!(
+            pending.lease_holder(),
+            None,
+            "created at Alipay: the holder is done"
+        );
+        let paid = pending
+            .paid("t".into(), at(5), PaymentSource::Query, at(5))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(
+            paid.release_lease(at(6)).is_err(),
+            "final orders carry no lease"
+        );
+    }
+
+    #[test]
+    fn a_live_lease_cannot_be_taken_over_but_its_holder_can_extend_it() {
+        let order = claimed();
+        assert!(matches!(
+            order.take_over_lease(at(10), Duration::seconds(30)),
+            Err(TakeOverRefused::Live { .. })
+        ));
+        let extended = order
+            .extend_lease(at(10), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(extended.next.lease_until(), Some(at(40)));
+        assert!(extended.next.same_holder(&order));
+        assert_eq!(extended.expected_version, 1, "fenced by the version");
+        let taken = extended
+            .next
+            .take_over_lease(at(40), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!taken.next.same_holder(&order), "a new holder");
+    }
+
+    #[test]
+    fn a_barcode_holder_keeps_its_lease_while_the_buyer_confirms() {
+        let order = claimed();
+        let pending = order
+            .waiting_for_buyer(Some("2024".into()), at(2), Duration::seconds(30))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert_eq!(pending.status(), OrderStatus::Pending);
+        assert!(pending.lease_live(at(31)));
+        assert!(pending.same_holder(&order));
+        let synced = pending
+            .synced(at(5))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(
+            synced.same_holder(&pending),
+            "a sync leaves the lease alone"
+        );
+    }
+
+    #[test]
+    fn a_cancel_refund_ends_in_refunded_with_the_whole_amount() {
+        let paid = claimed()
+            .paid("2024".into(), at(2), PaymentSource::PayResponse, at(2))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        let refunded = paid
+            .refunded_by_cancel(None, at(3))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(refunded.next.status(), OrderStatus::Refunded);
+        assert_eq!(refunded.next.refunded_fen(), 100);
+        assert_eq!(refunded.next.refunded_at(), Some(at(3)));
+        assert_eq!(refunded.next.alipay_trade_no(), Some("2024"));
+        assert!(refunded.next.status().is_final());
+        assert!(
+            refunded
+                .next
+                .paid("2024".into(), at(4), PaymentSource::Query, at(4))
+                .is_err()
+        );
+        let from_pending = claimed()
+            .refunded_by_cancel(Some("2025".into()), at(3))
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(from_pending.next.alipay_trade_no(), Some("2025"));
+        assert_eq!(from_pending.next.lease_holder(), None);
     }
 }

@@ -2,6 +2,7 @@
 //! Lambda, against the AWS emulator in integration tests, and against fakes in unit tests.
 
 use crate::OutTradeNo;
+use crate::anomaly::Anomaly;
 use crate::order::{Order, OrderEvent, Transition};
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
@@ -56,11 +57,19 @@ pub trait OrderStore: Send + Sync {
         out_trade_no: &OutTradeNo,
     ) -> impl Future<Output = Result<Option<Order>, StoreError>> + Send;
 
-    /// Applies a transition and its audit event in one conditional write.
+    /// Applies a transition, its audit event and its anomaly (if any) in one conditional
+    /// write.
     fn apply(
         &self,
         transition: &Transition,
     ) -> impl Future<Output = Result<Applied, StoreError>> + Send;
+
+    /// Records an anomaly seen without a transition (one record per order and kind: a
+    /// repeat updates the last sighting and the count, and reopens a resolved record).
+    fn record_anomaly(
+        &self,
+        anomaly: &Anomaly,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +111,10 @@ pub trait Clock: Send + Sync {
 /// Alipay, as the handlers use it: the five trade calls of a face-to-face merchant. Every
 /// answer is an [`Outcome`]; an unknown effect is never turned into a failure here.
 pub trait PaymentGateway: Send + Sync {
+    /// The longest a call may take before the client gives up on it: a lease that fences a
+    /// side-effecting call must cover at least this (see [`crate::fence`]).
+    fn call_timeout(&self) -> Duration;
+
     /// `alipay.trade.precreate`: a QR code (re-sending the identical request is safe).
     fn precreate(
         &self,
@@ -124,25 +137,30 @@ pub trait PaymentGateway: Send + Sync {
     fn close(&self, request: &CloseRequest) -> impl Future<Output = Outcome<CloseResponse>> + Send;
 }
 
-/// The real gateway: a thin delegation to the client.
+/// The real gateway: a thin delegation to the client. Each call's future is boxed: the HTTP
+/// client's futures are large, and the payment flows nest several levels around them.
 impl PaymentGateway for AlipayClient {
+    fn call_timeout(&self) -> Duration {
+        self.config().request_timeout
+    }
+
     async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
-        AlipayClient::precreate(self, request).await
+        Box::pin(AlipayClient::precreate(self, request)).await
     }
 
     async fn pay(&self, request: &PayRequest) -> Outcome<PayResponse> {
-        AlipayClient::pay(self, request).await
+        Box::pin(AlipayClient::pay(self, request)).await
     }
 
     async fn query(&self, request: &QueryRequest) -> Outcome<QueryResponse> {
-        AlipayClient::query(self, request).await
+        Box::pin(AlipayClient::query(self, request)).await
     }
 
     async fn cancel(&self, request: &CancelRequest) -> Outcome<CancelResponse> {
-        AlipayClient::cancel(self, request).await
+        Box::pin(AlipayClient::cancel(self, request)).await
     }
 
     async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
-        AlipayClient::close(self, request).await
+        Box::pin(AlipayClient::close(self, request)).await
     }
 }

@@ -19,7 +19,7 @@
 //! | `BARCODE_POLL_INTERVAL_MS` | optional | default 3000 |
 //! | `BARCODE_POLL_DURATION_MS` | optional | default 24000: with the pay call and the cancel, a buyer who never confirms is settled inside API Gateway's 30 s integration timeout |
 //! | `CANCEL_ATTEMPTS` | optional | default 3 (1–5) |
-//! | `CLAIM_LEASE_SECONDS` | optional | default: request timeout × precreate attempts + 5 s |
+//! | `CLAIM_LEASE_SECONDS` | optional | how long a request holds an order's lease when it takes or extends it (fencing: it must exceed `ALIPAY_REQUEST_TIMEOUT_MS` plus a 2 s margin, checked at init); default: request timeout × precreate attempts + 5 s |
 //! | `SYNC_AFTER_SECONDS` | optional | a GET asks Alipay when the order was last synced longer ago, default 5 |
 //! | `MAX_BODY_BYTES` | optional | default 16384 |
 //! | `FUNCTION_TIMEOUT_SECONDS` | optional | the Lambda timeout the schedule must fit (pay 60, query 10) |
@@ -291,6 +291,16 @@ impl Config {
         if self.function != Function::Pay {
             return Ok(());
         }
+        let policy = domain::fence::LeasePolicy {
+            lease: self.knobs.claim_lease,
+            margin: domain::fence::LeasePolicy::DEFAULT_MARGIN,
+        };
+        policy
+            .check(self.alipay.request_timeout)
+            .map_err(|reason| ConfigError::Invalid {
+                name: "CLAIM_LEASE_SECONDS",
+                reason: format!("{reason} (ALIPAY_REQUEST_TIMEOUT_MS)"),
+            })?;
         let worst = self.barcode_worst_case();
         if worst > self.knobs.function_timeout {
             return Err(ConfigError::Invalid {
@@ -366,6 +376,15 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("BARCODE_POLL_INTERVAL_MS")
+        );
+        let mut vars = base();
+        vars.insert("CLAIM_LEASE_SECONDS", "6");
+        let refused = load(&vars, Function::Pay).unwrap_err().to_string();
+        assert!(refused.contains("CLAIM_LEASE_SECONDS"), "{refused}");
+        vars.insert("CLAIM_LEASE_SECONDS", "8");
+        assert!(
+            load(&vars, Function::Pay).is_ok(),
+            "5 s calls + 2 s margin < 8 s"
         );
         let mut vars = base();
         vars.insert("BARCODE_POLL_DURATION_MS", "59000");

@@ -20,6 +20,8 @@ pub mod codes {
     pub const IDEMPOTENCY_MISMATCH: &str = "idempotency_mismatch";
     pub const ALIPAY_UNAVAILABLE: &str = "alipay_unavailable";
     pub const ALIPAY_REJECTED: &str = "alipay_rejected";
+    pub const ALIPAY_REFUSED_REQUEST: &str = "alipay_refused_request";
+    pub const ALIPAY_RATE_LIMITED: &str = "alipay_rate_limited";
     pub const STORE_UNAVAILABLE: &str = "store_unavailable";
     pub const SCHEDULER_UNAVAILABLE: &str = "scheduler_unavailable";
     pub const AUTH_UNAVAILABLE: &str = "auth_unavailable";
@@ -35,6 +37,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds for a `Retry-After` header (409, 503).
     pub retry_after: Option<u64>,
+    /// Alipay's `sub_code` when Alipay refused the request.
+    pub alipay_sub_code: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +47,8 @@ struct ErrorBody<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alipay_sub_code: Option<&'a str>,
 }
 
 impl ApiError {
@@ -53,7 +59,13 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            alipay_sub_code: None,
         }
+    }
+
+    pub fn with_alipay_sub_code(mut self, sub_code: impl Into<String>) -> Self {
+        self.alipay_sub_code = Some(sub_code.into());
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -93,6 +105,7 @@ impl ApiError {
             code: self.code,
             message: &self.message,
             field: self.field.as_deref(),
+            alipay_sub_code: self.alipay_sub_code.as_deref(),
         };
         let mut response = crate::http::json_response(self.status, &body);
         if let Some(seconds) = self.retry_after

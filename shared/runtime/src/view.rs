@@ -27,6 +27,9 @@ pub struct OrderView {
     pub expires_at: String,
     pub paid_at: Option<String>,
     pub closed_at: Option<String>,
+    /// The total refunded so far (0 when nothing was refunded).
+    pub refunded_fen: i64,
+    pub refunded_at: Option<String>,
     pub failure: Option<FailureView>,
     /// Why a finished request left the order PENDING (e.g. `cancel_outcome_unknown`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +61,8 @@ impl OrderView {
             expires_at: timestamp(order.expires_at()),
             paid_at: order.paid_at().map(timestamp),
             closed_at: order.closed_at().map(timestamp),
+            refunded_fen: order.refunded_fen(),
+            refunded_at: order.refunded_at().map(timestamp),
             failure: order.failure().map(|f| FailureView {
                 code: f.code.clone(),
                 message: f.message.clone(),

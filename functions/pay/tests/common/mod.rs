@@ -43,6 +43,9 @@ impl<G> Counting<G> {
 }
 
 impl<G: PaymentGateway> PaymentGateway for Counting<G> {
+    fn call_timeout(&self) -> std::time::Duration {
+        self.inner.call_timeout()
+    }
     async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
         if self.die.load(Ordering::SeqCst) > 0 {
             self.die.fetch_sub(1, Ordering::SeqCst);

@@ -198,6 +198,16 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             timeout_seconds,
         } => {
             let mut body = Map::new();
+            // The API requires a barcode payment's number (a retry must never charge the
+            // code twice): make one here, so that re-running with it is a safe retry.
+            let out_trade_no = match (out_trade_no, &scene) {
+                (None, SceneArg::Barcode) => {
+                    let generated = domain::OutTradeNo::generate().to_string();
+                    eprintln!("out_trade_no {generated} (retry with --out-trade-no {generated})");
+                    Some(generated)
+                }
+                (given, _) => given,
+            };
             if let Some(no) = out_trade_no {
                 body.insert("out_trade_no".into(), json!(no));
             }

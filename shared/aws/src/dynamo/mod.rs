@@ -5,10 +5,13 @@
 //! | order | `ORDER#<out_trade_no>` | `ORDER` | the order's fields (`status` S and `version` N among them, used in conditions), `gsi1pk` = `DAY#<yyyy-MM-dd, Beijing time, of created_at>`, `gsi1sk` = `<created_at RFC3339, microseconds, Z>#<out_trade_no>` |
 //! | audit event | `ORDER#<out_trade_no>` | `EVENT#<version, 20 digits>` | the event's fields |
 //! | nonce | `NONCE#<key_id>#<nonce>` | `NONCE` | `ttl` N (unix seconds after which it is forgotten) |
+//! | anomaly | `ORDER#<out_trade_no>` | `ANOMALY#<kind>` | `latest` (M, the latest sighting), `id`, `status`, `first_seen`, `last_seen`, `occurrences`; `gsi1pk` = `ANOMALY_DAY#<day of first_seen>`, `gsi2pk` = `ANOMALY#OPEN` or `ANOMALY#RESOLVED` |
 //!
 //! Global secondary index `gsi1` (`gsi1pk` / `gsi1sk`, projecting ALL) lists the orders of
-//! one Beijing day for reconciliation; TTL on `ttl` deletes old nonces. See [`schema`].
+//! one Beijing day for reconciliation and the anomalies of a day; `gsi2` (`gsi2pk` / `gsi2sk`)
+//! lists anomalies by status. TTL on `ttl` deletes old nonces. See [`schema`].
 
+pub mod anomalies;
 pub mod nonces;
 pub mod orders;
 pub mod schema;

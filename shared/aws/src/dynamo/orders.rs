@@ -2,7 +2,8 @@
 //!
 //! Every write is one `TransactWriteItems` of two puts: the order (conditional) and its audit
 //! event (`attribute_not_exists(pk)`), so an order never changes without its event, and an
-//! event number is never written twice. A failed order condition returns the stored order
+//! event number is never written twice; a transition that carries an anomaly adds a third
+//! item, the anomaly record's upsert (see [`super::anomalies`]), so the record commits with it. A failed order condition returns the stored order
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so a claim that finds the number taken
 //! or a transition that lost a race needs no second read.
 //!
@@ -22,23 +23,25 @@
 //! Its mapping is plain: strings S, numbers N, options NULL when absent, structs and
 //! tagged enums M, timestamps RFC 3339 strings.
 
+use super::anomalies::anomaly_upsert;
 use super::schema::{DAY_INDEX, GSI1PK, GSI1SK};
 use super::{PK, SK, n, s};
 use crate::error::describe;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
 use domain::OutTradeNo;
+use domain::anomaly::Anomaly;
 use domain::order::{Order, OrderEvent, Transition};
 use domain::ports::{Applied, Claim, OrderStore, StoreError};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 use std::collections::HashMap;
 use std::time::Duration;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const ORDER_SK: &str = "ORDER";
 const EVENT_SK_PREFIX: &str = "EVENT#";
@@ -48,7 +51,7 @@ const BEIJING_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
 const WRITE_ATTEMPTS: u32 = 4;
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
-/// `ORDER#<out_trade_no>`: the partition of an order and its events.
+/// `ORDER#<out_trade_no>`: the partition of an order, its events and its anomalies.
 pub fn order_pk(out_trade_no: &OutTradeNo) -> String {
     format!("ORDER#{out_trade_no}")
 }
@@ -151,13 +154,15 @@ impl DynamoOrderStore {
         &self.table
     }
 
-    /// Writes the order (under `condition`) and its event in one transaction.
+    /// Writes the order (under `condition`), its event and its anomaly (if any) in one
+    /// transaction.
     async fn write(
         &self,
         operation: &'static str,
         order: &Order,
         condition: OrderCondition,
         event: &OrderEvent,
+        anomaly: Option<&Anomaly>,
     ) -> Result<Written, StoreError> {
         let no = order.out_trade_no();
         let unavailable = |reason: String| {
@@ -180,7 +185,7 @@ impl DynamoOrderStore {
             .table_name(&self.table)
             .set_item(Some(event_item(event)?))
             .condition_expression("attribute_not_exists(pk)");
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder()
                 .put(put_order.build().map_err(|e| unavailable(e.to_string()))?)
                 .build(),
@@ -188,15 +193,25 @@ impl DynamoOrderStore {
                 .put(put_event.build().map_err(|e| unavailable(e.to_string()))?)
                 .build(),
         ];
+        if let Some(anomaly) = anomaly {
+            let update: Update = anomaly_upsert(&self.table, anomaly)?
+                .into_transact()
+                .map_err(|e| unavailable(e.to_string()))?;
+            items.push(TransactWriteItem::builder().update(update).build());
+        }
 
         let mut attempt = 1;
         loop {
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
+            // On the heap: the SDK's request futures are large, and the payment flows nest
+            // several levels of futures around every store call (a 2 MiB worker stack was
+            // seen to overflow in a debug build without this).
+            let sent = Box::pin(
+                self.client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .send(),
+            )
+            .await;
             let err = match sent {
                 Ok(_) => return Ok(Written::Yes),
                 Err(err) => err,
@@ -270,8 +285,12 @@ impl DynamoOrderStore {
         items.into_iter().map(decode_order).collect()
     }
 
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Every page of one query.
-    async fn query_all(
+    pub(crate) async fn query_all(
         &self,
         operation: &'static str,
         subject: &str,
@@ -311,7 +330,7 @@ impl OrderStore for DynamoOrderStore {
     async fn claim(&self, order: &Order, event: &OrderEvent) -> Result<Claim, StoreError> {
         let no = order.out_trade_no();
         match self
-            .write("claim", order, OrderCondition::Absent, event)
+            .write("claim", order, OrderCondition::Absent, event, None)
             .await?
         {
             Written::Yes => {
@@ -339,18 +358,20 @@ impl OrderStore for DynamoOrderStore {
     }
 
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(PK, s(order_pk(out_trade_no)))
-            .key(SK, s(ORDER_SK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| {
-                StoreError::Unavailable(format!("get of order {out_trade_no}: {}", describe(&e)))
-            })?;
+        // Boxed like the writes' requests (see `write`).
+        let got = Box::pin(
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key(PK, s(order_pk(out_trade_no)))
+                .key(SK, s(ORDER_SK))
+                .consistent_read(true)
+                .send(),
+        )
+        .await
+        .map_err(|e| {
+            StoreError::Unavailable(format!("get of order {out_trade_no}: {}", describe(&e)))
+        })?;
         let order = got.item.map(decode_order).transpose()?;
         tracing::debug!(%out_trade_no, operation = "get", outcome = if order.is_some() { "found" } else { "absent" });
         Ok(order)
@@ -364,7 +385,13 @@ impl OrderStore for DynamoOrderStore {
             version: transition.expected_version,
         };
         match self
-            .write("apply", next, condition, &transition.event)
+            .write(
+                "apply",
+                next,
+                condition,
+                &transition.event,
+                transition.anomaly.as_ref(),
+            )
             .await?
         {
             Written::Yes => {
@@ -390,6 +417,10 @@ impl OrderStore for DynamoOrderStore {
                 Ok(Applied::Conflict(current))
             }
         }
+    }
+
+    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError> {
+        self.upsert_anomaly(anomaly).await
     }
 }
 

@@ -2,11 +2,14 @@
 //!
 //! ```yaml
 //! BillingMode: PAY_PER_REQUEST
-//! AttributeDefinitions: [pk S, sk S, gsi1pk S, gsi1sk S]
+//! AttributeDefinitions: [pk S, sk S, gsi1pk S, gsi1sk S, gsi2pk S, gsi2sk S]
 //! KeySchema: [pk HASH, sk RANGE]
 //! GlobalSecondaryIndexes:
 //!   - IndexName: gsi1
 //!     KeySchema: [gsi1pk HASH, gsi1sk RANGE]
+//!     Projection: { ProjectionType: ALL }
+//!   - IndexName: gsi2
+//!     KeySchema: [gsi2pk HASH, gsi2sk RANGE]
 //!     Projection: { ProjectionType: ALL }
 //! TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }
 //! ```
@@ -22,10 +25,14 @@ use aws_sdk_dynamodb::types::{
 };
 use std::time::Duration;
 
-/// The day index: orders by Beijing day of creation.
+/// The day index: orders by Beijing day of creation, anomalies by day of first sighting.
 pub const DAY_INDEX: &str = "gsi1";
 pub(crate) const GSI1PK: &str = "gsi1pk";
 pub(crate) const GSI1SK: &str = "gsi1sk";
+/// The status index (sparse): anomalies by status.
+pub const STATUS_INDEX: &str = "gsi2";
+pub(crate) const GSI2PK: &str = "gsi2pk";
+pub(crate) const GSI2SK: &str = "gsi2sk";
 /// The TTL attribute (unix seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
 
@@ -59,17 +66,19 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
             .build()
             .map_err(|e| failed(e.to_string()))
     };
-    let day_index = GlobalSecondaryIndex::builder()
-        .index_name(DAY_INDEX)
-        .key_schema(key(GSI1PK, KeyType::Hash)?)
-        .key_schema(key(GSI1SK, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .map_err(|e| failed(e.to_string()))?;
+    let index = |name: &str, hash: &str, range: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(key(hash, KeyType::Hash)?)
+            .key_schema(key(range, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| failed(e.to_string()))
+    };
 
     let created = client
         .create_table()
@@ -79,9 +88,12 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
         .attribute_definitions(string_attribute(SK)?)
         .attribute_definitions(string_attribute(GSI1PK)?)
         .attribute_definitions(string_attribute(GSI1SK)?)
+        .attribute_definitions(string_attribute(GSI2PK)?)
+        .attribute_definitions(string_attribute(GSI2SK)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
-        .global_secondary_indexes(day_index)
+        .global_secondary_indexes(index(DAY_INDEX, GSI1PK, GSI1SK)?)
+        .global_secondary_indexes(index(STATUS_INDEX, GSI2PK, GSI2SK)?)
         .send()
         .await;
     match created {

@@ -1,0 +1,190 @@
+//! Anomalies: money at Alipay that contradicts an order here. Each one is a durable record
+//! (one per order and kind: a repeat updates `last_seen` and the count), written in the same
+//! transaction as the transition it accompanies, listable by day and by open status, logged
+//! at error level and counted as a metric of its kind. An operator resolves it; nothing
+//! resolves it automatically.
+//!
+//! The operator's action for each kind is documented in the API reference
+//! (`infra/api/README.md`, "Anomalies") and returned by [`AnomalyKind::operator_action`].
+
+use crate::OutTradeNo;
+use crate::order::OrderStatus;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// `alipay.trade.cancel` answered `action=refund`: the buyer had paid and the cancel gave
+    /// the money back. The order is REFUNDED.
+    RefundedByCancel,
+    /// Alipay reports a payment for an order that is CLOSED or FAILED here.
+    PaidAfterClose,
+    /// A verified Alipay answer names another amount than the order's.
+    AmountMismatch,
+    /// A verified Alipay answer is about another `out_trade_no`.
+    OutTradeNoMismatch,
+    /// Alipay names another `trade_no` than the one recorded for the order.
+    TradeNoMismatch,
+}
+
+impl AnomalyKind {
+    pub const ALL: [AnomalyKind; 5] = [
+        AnomalyKind::RefundedByCancel,
+        AnomalyKind::PaidAfterClose,
+        AnomalyKind::AmountMismatch,
+        AnomalyKind::OutTradeNoMismatch,
+        AnomalyKind::TradeNoMismatch,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::RefundedByCancel => "refunded_by_cancel",
+            AnomalyKind::PaidAfterClose => "paid_after_close",
+            AnomalyKind::AmountMismatch => "amount_mismatch",
+            AnomalyKind::OutTradeNoMismatch => "out_trade_no_mismatch",
+            AnomalyKind::TradeNoMismatch => "trade_no_mismatch",
+        }
+    }
+
+    /// The EMF metric counting this kind.
+    pub fn metric(self) -> &'static str {
+        match self {
+            AnomalyKind::RefundedByCancel => "anomaly_refunded_by_cancel",
+            AnomalyKind::PaidAfterClose => "anomaly_paid_after_close",
+            AnomalyKind::AmountMismatch => "anomaly_amount_mismatch",
+            AnomalyKind::OutTradeNoMismatch => "anomaly_out_trade_no_mismatch",
+            AnomalyKind::TradeNoMismatch => "anomaly_trade_no_mismatch",
+        }
+    }
+
+    /// What an operator should do, in one sentence.
+    pub fn operator_action(self) -> &'static str {
+        match self {
+            AnomalyKind::RefundedByCancel => {
+                "The buyer paid and was refunded in full by the cancel: make sure no goods were handed over for this order, then resolve."
+            }
+            AnomalyKind::PaidAfterClose => {
+                "The buyer paid for an order given up here: hand over the goods and accept the payment, or refund the buyer, then resolve."
+            }
+            AnomalyKind::AmountMismatch => {
+                "Alipay holds a trade of another amount under this order number: compare with Alipay's merchant portal and refund or accept the difference, then resolve."
+            }
+            AnomalyKind::OutTradeNoMismatch => {
+                "Alipay answered about another order number: check the gateway and app configuration (a proxy or a shared app id), then resolve."
+            }
+            AnomalyKind::TradeNoMismatch => {
+                "Alipay reports two trades for one order number: check both in Alipay's merchant portal and refund the duplicate, then resolve."
+            }
+        }
+    }
+}
+
+/// Which Alipay answer showed the contradiction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactSource {
+    PayResponse,
+    PrecreateResponse,
+    Query,
+    Cancel,
+    Notification,
+}
+
+/// What Alipay said, as far as it bears on the contradiction (verified text only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlipayFacts {
+    pub source: Option<FactSource>,
+    /// The `out_trade_no` Alipay's answer carried.
+    pub out_trade_no: Option<String>,
+    pub trade_no: Option<String>,
+    pub trade_status: Option<String>,
+    pub total_amount_fen: Option<i64>,
+    pub refund_fen: Option<i64>,
+}
+
+impl AlipayFacts {
+    pub fn from(source: FactSource) -> AlipayFacts {
+        AlipayFacts {
+            source: Some(source),
+            ..AlipayFacts::default()
+        }
+    }
+}
+
+/// One sighting of an anomaly.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    pub kind: AnomalyKind,
+    pub out_trade_no: OutTradeNo,
+    /// The order's status when it was seen (after the transition it accompanies, if any).
+    pub order_status: OrderStatus,
+    pub order_amount_fen: i64,
+    pub facts: AlipayFacts,
+    pub detail: String,
+    pub seen_at: DateTime<Utc>,
+}
+
+impl Anomaly {
+    /// `<out_trade_no>/<kind>`: one record per order and kind.
+    pub fn id(&self) -> String {
+        anomaly_id(&self.out_trade_no, self.kind)
+    }
+
+    /// The error-level log line and the metric of a recorded anomaly. Called once the
+    /// record is durable.
+    pub fn report(&self) {
+        tracing::error!(
+            out_trade_no = %self.out_trade_no,
+            anomaly = self.kind.as_str(),
+            order_status = self.order_status.as_str(),
+            alipay_trade_no = self.facts.trade_no.as_deref(),
+            alipay_amount_fen = self.facts.total_amount_fen,
+            detail = %self.detail,
+            "anomaly recorded: {}",
+            self.kind.operator_action()
+        );
+        metrics::counter!(self.kind.metric()).increment(1);
+    }
+}
+
+pub fn anomaly_id(out_trade_no: &OutTradeNo, kind: AnomalyKind) -> String {
+    format!("{out_trade_no}/{}", kind.as_str())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AnomalyStatus {
+    Open,
+    Resolved,
+}
+
+/// An anomaly as stored: its latest sighting plus when it was first seen and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnomalyRecord {
+    pub id: String,
+    /// The latest sighting.
+    pub latest: Anomaly,
+    pub status: AnomalyStatus,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub occurrences: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_distinct_names_and_an_action() {
+        let names: std::collections::BTreeSet<_> =
+            AnomalyKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), AnomalyKind::ALL.len());
+        for kind in AnomalyKind::ALL {
+            assert_eq!(kind.metric(), format!("anomaly_{}", kind.as_str()));
+            assert!(!kind.operator_action().is_empty());
+            let json = serde_json::to_string(&kind).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
+    }
+}
