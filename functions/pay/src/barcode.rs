@@ -404,6 +404,7 @@ where
 
 #[cfg(test)]
 mod tests {
+    use crate::CreateError;
     use crate::fakes::*;
     use crate::pending_reasons::CANCEL_OUTCOME_UNKNOWN;
     use alipay::Fen;
@@ -756,5 +757,57 @@ mod tests {
         }
         let events = p.store.events.lock().unwrap().clone();
         assert!(events.iter().any(|e| e.kind == EventKind::LeaseExtended));
+    }
+
+    #[tokio::test]
+    async fn a_late_10003_is_cancelled_at_once() {
+        let p = payments();
+        // The pay answer arrives after the whole poll window.
+        *p.gateway.call_time.lock().unwrap() = Duration::from_secs(25);
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::WaitingForBuyer(pay_answer("B14")));
+        p.gateway
+            .cancels
+            .lock()
+            .unwrap()
+            .push_back(cancelled(CancelAction::Close, false));
+        let created = p.create(&barcode_request("B14")).await.unwrap();
+        assert_eq!(created.order.status(), OrderStatus::Closed);
+        assert_eq!(p.gateway.calls("query"), 0, "no poll fits in the window");
+        assert_eq!(p.gateway.calls("cancel"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_before_the_cancel_sends_nothing_unfenced_and_the_expiry_is_near() {
+        let p = payments();
+        *p.gateway.call_time.lock().unwrap() = Duration::from_secs(1);
+        p.gateway
+            .pays
+            .lock()
+            .unwrap()
+            .push_back(Outcome::WaitingForBuyer(pay_answer("B15")));
+        for _ in 0..20 {
+            p.gateway
+                .queries
+                .lock()
+                .unwrap()
+                .push_back(trade("B15", TradeStatus::WaitBuyerPay));
+        }
+        // Write 1 records the 10003; from write 2 on (the lease extensions of the polls)
+        // DynamoDB is unavailable.
+        *p.store.unavailable_from_apply.lock().unwrap() = Some(2);
+        let result = p.create(&barcode_request("B15")).await;
+        assert!(matches!(result, Err(CreateError::Store(_))));
+        assert_eq!(p.gateway.calls("cancel"), 0, "never without the lease");
+        let (_, due_at) = p.scheduler.scheduled.lock().unwrap()[0].clone();
+        let order = p.store.order("B15").unwrap();
+        assert!(due_at < order.expires_at());
+        assert!(
+            due_at - order.created_at() <= chrono::Duration::seconds(90),
+            "the expiry job finishes it soon: due {due_at}"
+        );
     }
 }

@@ -33,6 +33,9 @@ pub struct MemoryStore {
     pub history: Mutex<Vec<(DateTime<Utc>, Order)>>,
     /// One entry per `apply`, in order: `Some` makes another writer win the race first.
     pub interference: Mutex<VecDeque<Option<Interference>>>,
+    /// Every `apply` from this one on (counted from 1) fails as if DynamoDB were down.
+    pub unavailable_from_apply: Mutex<Option<usize>>,
+    pub applies: Mutex<usize>,
 }
 
 impl MemoryStore {
@@ -66,6 +69,19 @@ impl OrderStore for MemoryStore {
     }
 
     async fn apply(&self, transition: &Transition) -> Result<Applied, StoreError> {
+        let applies = {
+            let mut applies = self.applies.lock().unwrap();
+            *applies += 1;
+            *applies
+        };
+        if self
+            .unavailable_from_apply
+            .lock()
+            .unwrap()
+            .is_some_and(|from| applies >= from)
+        {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
         let interference = self.interference.lock().unwrap().pop_front().flatten();
         if let Some(other) = interference
             && let Some(current) = self.order(transition.next.out_trade_no().as_str())
