@@ -26,10 +26,10 @@ use alipay::api::{CancelAction, CancelRequest, CancelResponse, PayRequest, PayRe
 use alipay::api::{QueryRequest, TradeRef};
 use alipay::outcome::{Outcome, Rejection};
 use chrono::{DateTime, Utc};
-use domain::anomaly::{AlipayFacts, AnomalyKind, FactSource};
+use domain::anomaly::{AlipayFacts, FactSource};
 use domain::converge::{
     Actor, AlipayView, Mismatch, Plan, anomaly, apply_planned, apply_view, check_trade, converge,
-    describe_rejection, describe_unknown, read_query, reasons,
+    describe_rejection, describe_unknown, plan_cancelled, read_query, reasons,
 };
 use domain::order::{Order, OrderStatus, PaymentSource};
 use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
@@ -334,40 +334,8 @@ where
         reason: &'static str,
     ) -> Result<Created, CreateError> {
         let refunded = answer.action == CancelAction::Refund;
-        let trade_no = answer.trade_no.clone();
         let settled = apply_planned(&self.store, &self.clock, held, |current, now| {
-            if refunded {
-                let mut facts = AlipayFacts::from(FactSource::Cancel);
-                facts.trade_no = trade_no.clone();
-                facts.out_trade_no = answer.out_trade_no.clone();
-                facts.refund_fen = Some(current.amount().fen().get());
-                let mismatch = Mismatch {
-                    kind: AnomalyKind::RefundedByCancel,
-                    facts,
-                    detail: format!(
-                        "the cancel refunded the payment of an order that was {} ({reason})",
-                        current.status().as_str()
-                    ),
-                };
-                let transition = current.refunded_by_cancel(trade_no.clone(), now).ok();
-                let mut planned = Plan {
-                    anomaly: Some(anomaly(current, mismatch, now)),
-                    transition,
-                };
-                if let (Some(anomaly), Some(transition)) =
-                    (&mut planned.anomaly, &planned.transition)
-                {
-                    anomaly.order_status = transition.next.status();
-                }
-                if current.status() == OrderStatus::Refunded {
-                    return Plan::nothing();
-                }
-                planned
-            } else if current.status().is_open() {
-                Plan::transition(current.closed(reason, now).ok())
-            } else {
-                Plan::nothing()
-            }
+            plan_cancelled(current, &answer, reason, now)
         })
         .await?;
         count("barcode_cancelled");

@@ -14,7 +14,7 @@
 use crate::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use crate::order::{Order, OrderStatus, PaymentSource, Transition};
 use crate::ports::{Applied, Clock, OrderStore, PaymentGateway, StoreError};
-use alipay::api::{QueryRequest, QueryResponse, TradeRef};
+use alipay::api::{CancelAction, CancelResponse, QueryRequest, QueryResponse, TradeRef};
 use alipay::notify::TradeStatus;
 use alipay::outcome::{Outcome, Rejection, UnknownCause};
 use chrono::{DateTime, Utc};
@@ -315,6 +315,51 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
         _ => return Plan::nothing(),
     };
     Plan::transition(transition.ok())
+}
+
+/// What a completed `alipay.trade.cancel` means for the order as stored now: closed, or (the
+/// buyer had paid and the cancel refunded it) REFUNDED with an anomaly record. These are facts
+/// about money, written whoever holds the order now; a settled order that disagrees is left as
+/// it is, with the anomaly.
+pub fn plan_cancelled(
+    current: &Order,
+    answer: &CancelResponse,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Plan {
+    if answer.action != CancelAction::Refund {
+        return if current.status().is_open() {
+            Plan::transition(current.closed(reason, now).ok())
+        } else {
+            Plan::nothing()
+        };
+    }
+    if current.status() == OrderStatus::Refunded {
+        return Plan::nothing();
+    }
+    let mut facts = AlipayFacts::from(FactSource::Cancel);
+    facts.trade_no = answer.trade_no.clone();
+    facts.out_trade_no = answer.out_trade_no.clone();
+    facts.refund_fen = Some(current.amount().fen().get());
+    let mismatch = Mismatch {
+        kind: AnomalyKind::RefundedByCancel,
+        facts,
+        detail: format!(
+            "the cancel refunded the payment of an order that was {} ({reason})",
+            current.status().as_str()
+        ),
+    };
+    let transition = current
+        .refunded_by_cancel(answer.trade_no.clone(), now)
+        .ok();
+    let mut anomaly = anomaly(current, mismatch, now);
+    if let Some(transition) = &transition {
+        anomaly.order_status = transition.next.status();
+    }
+    Plan {
+        transition,
+        anomaly: Some(anomaly),
+    }
 }
 
 fn fact_source(source: PaymentSource) -> FactSource {
