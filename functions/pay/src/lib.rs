@@ -32,8 +32,8 @@ pub mod validation;
 #[cfg(test)]
 pub(crate) mod fakes;
 
-use domain::converge::{Plan, Settled, apply_planned};
-use domain::fence::{Fenced, LeasePolicy, cover};
+use domain::converge::Settled;
+use domain::fence::{Fenced, LeasePolicy, apply_as_holder, cover, release};
 use domain::order::{IllegalTransition, Order, OrderFailure, Transition};
 use domain::ports::{
     Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
@@ -342,8 +342,7 @@ where
         })
     }
 
-    /// Writes a transition of the holder of `held`, planned against the order as stored; if
-    /// someone else has the order now, nothing is written and their order is the answer.
+    /// `domain::fence::apply_as_holder` with this function's ports.
     pub(crate) async fn hold_and_apply(
         &self,
         held: &Order,
@@ -352,16 +351,7 @@ where
             chrono::DateTime<chrono::Utc>,
         ) -> Result<Transition, IllegalTransition>,
     ) -> Result<Settled, CreateError> {
-        Ok(
-            apply_planned(&self.store, &self.clock, held, |current, now| {
-                if current.status().is_open() && current.same_holder(held) {
-                    Plan::transition(transition(current, now).ok())
-                } else {
-                    Plan::nothing()
-                }
-            })
-            .await?,
-        )
+        Ok(apply_as_holder(&self.store, &self.clock, held, transition).await?)
     }
 
     /// [`Self::hold_and_apply`], answered: the order we wrote, or the other request's.
@@ -439,15 +429,8 @@ where
         }
     }
 
-    /// Gives up the lease without an answer from Alipay, so the caller's retry (or the
-    /// expiry job) can take the order over at once. Best effort: if this write fails, the
-    /// lease simply runs out.
+    /// Gives up the lease without an answer from Alipay (`domain::fence::release`).
     pub(crate) async fn release(&self, held: &Order) {
-        if let Err(error) = self
-            .hold_and_apply(held, |current, now| current.release_lease(now))
-            .await
-        {
-            tracing::warn!(%error, "the lease could not be released; it runs out by itself");
-        }
+        release(&self.store, &self.clock, held).await;
     }
 }

@@ -8,8 +8,10 @@
 //! Every function that calls Alipay with an effect goes through here; the lease itself is part
 //! of the order (`Order::take_over_lease`, `Order::extend_lease`, `Order::release_lease`).
 
-use crate::order::Order;
+use crate::converge::{Plan, Settled, apply_planned};
+use crate::order::{IllegalTransition, Order, Transition};
 use crate::ports::{Applied, Clock, OrderStore, StoreError};
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// How long leases last and the safety margin of each fenced call.
@@ -99,6 +101,38 @@ pub async fn cover<S: OrderStore, C: Clock>(
         }
     }
     Ok(Fenced::Lost(current))
+}
+
+/// Writes a transition of the holder of `held`, planned against the order as stored (so a
+/// sync or a recorded scan by someone else in between does not stop it); if someone else has
+/// the order now, nothing is written and `applied` is false.
+pub async fn apply_as_holder<S: OrderStore, C: Clock>(
+    store: &S,
+    clock: &C,
+    held: &Order,
+    transition: impl Fn(&Order, DateTime<Utc>) -> Result<Transition, IllegalTransition>,
+) -> Result<Settled, StoreError> {
+    apply_planned(store, clock, held, |current, now| {
+        if current.status().is_open() && current.same_holder(held) {
+            Plan::transition(transition(current, now).ok())
+        } else {
+            Plan::nothing()
+        }
+    })
+    .await
+}
+
+/// The holder stops without an answer from Alipay: its lease ends now, so a retry (or the
+/// expiry job) can take the order over at once. Best effort: if this write fails, the lease
+/// simply runs out.
+pub async fn release<S: OrderStore, C: Clock>(store: &S, clock: &C, held: &Order) {
+    if let Err(error) = apply_as_holder(store, clock, held, |current, now| {
+        current.release_lease(now)
+    })
+    .await
+    {
+        tracing::warn!(%error, "the lease could not be released; it runs out by itself");
+    }
 }
 
 #[cfg(test)]
