@@ -8,11 +8,15 @@ use percent_encoding::percent_decode;
 /// Decoded form parameters as raw bytes, in the order received.
 pub type RawParams = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// The undecoded `key=value` pairs of `a=1&b=2`, lazily; empty pairs (`&&`) are skipped.
+pub fn pairs(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    raw.split(|&b| b == b'&').filter(|pair| !pair.is_empty())
+}
+
 /// Splits `a=1&b=2` and percent-decodes each key and value exactly once (`+` is a space).
 /// Empty pairs (`&&`) are skipped; a pair without `=` has an empty value.
 pub fn decode_raw(raw: &[u8]) -> RawParams {
-    raw.split(|&b| b == b'&')
-        .filter(|pair| !pair.is_empty())
+    pairs(raw)
         .map(|pair| match pair.iter().position(|&b| b == b'=') {
             Some(i) => (decode_part(&pair[..i]), decode_part(&pair[i + 1..])),
             None => (decode_part(pair), Vec::new()),

@@ -5,6 +5,9 @@
 //! only then are the values transcoded to UTF-8. Every received parameter is signed, including
 //! ones this code has never heard of, so none is filtered out before verifying.
 //!
+//! The route is unauthenticated until the signature checks out, so the body's size and its
+//! number of parameters are capped ([`MAX_BODY_BYTES`], [`MAX_PARAMETERS`]) before anything is
+//! decoded, and every later step is linear (or `n log n`) in what is left.
 
 use crate::canonical;
 use crate::form::{self, RawParams};
@@ -12,10 +15,20 @@ use crate::keys::VerifyError;
 use crate::money::{AmountError, Fen};
 use crate::verifier::AlipayVerifier;
 use encoding_rs::Encoding;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+
+/// The largest notification body accepted, in bytes. Alipay's are 1 to 3 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The most parameters a notification may carry. Alipay sends about 30.
+pub const MAX_PARAMETERS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotifyError {
+    #[error("the notification body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the notification has more than {limit} parameters")]
+    TooManyParameters { limit: usize },
     #[error("the notification has no `sign`")]
     MissingSign,
     #[error("the notification repeats the parameter {0:?}")]
@@ -34,16 +47,29 @@ pub enum NotifyError {
     Invalid { field: &'static str, reason: String },
 }
 
-/// Decodes the form once, refusing repeated parameters (Alipay never repeats one, and a
-/// repeat could make the verified and the used value differ).
+/// Decodes the form once, within the caps, refusing repeated parameters (Alipay never
+/// repeats one, and a repeat could make the verified and the used value differ).
 fn decode_form(raw: &[u8]) -> Result<RawParams, NotifyError> {
+    // Pairs are counted in at most the first `MAX_BODY_BYTES + 1` bytes and the count stops
+    // past the cap, so refusing costs the same however large the body; a body over the size
+    // cap is refused either way.
+    let scanned = raw.get(..=MAX_BODY_BYTES).unwrap_or(raw);
+    if form::pairs(scanned).nth(MAX_PARAMETERS).is_some() {
+        return Err(NotifyError::TooManyParameters {
+            limit: MAX_PARAMETERS,
+        });
+    }
+    if raw.len() > MAX_BODY_BYTES {
+        return Err(NotifyError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
     let pairs = form::decode_raw(raw);
-    for (i, (key, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(k, _)| k == key) {
-            return Err(NotifyError::RepeatedParameter(
-                String::from_utf8_lossy(key).into_owned(),
-            ));
-        }
+    let mut seen = HashSet::with_capacity(pairs.len());
+    if let Some((key, _)) = pairs.iter().find(|(key, _)| !seen.insert(key.as_slice())) {
+        return Err(NotifyError::RepeatedParameter(
+            String::from_utf8_lossy(key).into_owned(),
+        ));
     }
     Ok(pairs)
 }
@@ -255,6 +281,61 @@ mod tests {
             decode_form(b"a=1&a=2"),
             Err(NotifyError::RepeatedParameter("a".into()))
         );
+        assert_eq!(
+            decode_form(b"a=1&b=2&c=3&b=4"),
+            Err(NotifyError::RepeatedParameter("b".into()))
+        );
+        // Keys are compared after decoding.
+        assert_eq!(
+            decode_form(b"a=1&%61=2"),
+            Err(NotifyError::RepeatedParameter("a".into()))
+        );
+    }
+
+    fn distinct_pairs(count: usize) -> Vec<u8> {
+        (0..count)
+            .map(|i| format!("k{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&")
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_flood_of_pairs_is_refused_before_decoding() {
+        let flood = distinct_pairs(300_000);
+        assert!(flood.len() > MAX_BODY_BYTES);
+        assert_eq!(
+            decode_form(&flood),
+            Err(NotifyError::TooManyParameters {
+                limit: MAX_PARAMETERS
+            })
+        );
+        assert_eq!(
+            decode_form(&distinct_pairs(MAX_PARAMETERS + 1)),
+            Err(NotifyError::TooManyParameters {
+                limit: MAX_PARAMETERS
+            })
+        );
+        let at_the_cap = distinct_pairs(MAX_PARAMETERS);
+        assert!(at_the_cap.len() <= MAX_BODY_BYTES);
+        assert_eq!(
+            decode_form(&at_the_cap).map(|p| p.len()),
+            Ok(MAX_PARAMETERS)
+        );
+    }
+
+    #[test]
+    fn a_body_over_the_size_cap_is_refused() {
+        let mut body = b"sign=c2ln&subject=".to_vec();
+        body.resize(MAX_BODY_BYTES + 1, b'x');
+        assert_eq!(
+            decode_form(&body),
+            Err(NotifyError::TooLarge {
+                limit: MAX_BODY_BYTES
+            })
+        );
+        body.truncate(MAX_BODY_BYTES);
+        assert_eq!(decode_form(&body).map(|p| p.len()), Ok(2));
     }
 
     #[test]
