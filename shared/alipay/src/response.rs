@@ -8,6 +8,7 @@ use crate::verifier::{AlipayVerifier, KeyLookupError};
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 
 /// The node name that carries gateway errors for any method.
@@ -136,7 +137,9 @@ pub fn split<'a>(body: &'a str, method: &str) -> Result<ResponseParts<'a>, Respo
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified<'a> {
     pub is_error_node: bool,
-    pub node: &'a str,
+    /// The text the signature verified: the node as received, or, when only the `\/`
+    /// retry verified, the node with `\/` unescaped. Fields are read from this text only.
+    pub node: Cow<'a, str>,
 }
 
 impl Verified<'_> {
@@ -146,7 +149,7 @@ impl Verified<'_> {
 
     /// Deserialises business fields from the verified text itself.
     pub fn fields<T: de::DeserializeOwned>(&self) -> Result<T, ResponseError> {
-        serde_json::from_str(self.node).map_err(|e| ResponseError::Fields(e.to_string()))
+        serde_json::from_str(&self.node).map_err(|e| ResponseError::Fields(e.to_string()))
     }
 }
 
@@ -164,18 +167,22 @@ pub fn verify<'a>(
         });
     };
     let key = verifier.response_key(parts.alipay_cert_sn.as_deref())?;
-    let first = key.verify_base64(parts.node.as_bytes(), sign);
-    let outcome = match first {
+    let node = match key.verify_base64(parts.node.as_bytes(), sign) {
+        Ok(()) => Cow::Borrowed(parts.node),
         // Some gateways sign the text before escaping `/`; the official SDK retries unescaped.
-        Err(VerifyError::Mismatch) if parts.node.contains("\\/") => key
-            .verify_base64(parts.node.replace("\\/", "/").as_bytes(), sign)
-            .map_err(|_| VerifyError::Mismatch),
-        other => other,
+        // The two texts can differ in meaning (`\\/` in a string), so the one that verified
+        // is the one kept.
+        Err(VerifyError::Mismatch) if parts.node.contains("\\/") => {
+            let unescaped = parts.node.replace("\\/", "/");
+            key.verify_base64(unescaped.as_bytes(), sign)
+                .map_err(|_| ResponseError::BadSignature(VerifyError::Mismatch))?;
+            Cow::Owned(unescaped)
+        }
+        Err(e) => return Err(ResponseError::BadSignature(e)),
     };
-    outcome.map_err(ResponseError::BadSignature)?;
     Ok(Verified {
         is_error_node: parts.is_error_node,
-        node: parts.node,
+        node,
     })
 }
 
