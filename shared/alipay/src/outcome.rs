@@ -73,7 +73,8 @@ pub enum Outcome<T> {
     WaitingForBuyer(T),
     /// Resolve by querying; never by guessing or sending a different request.
     Unknown(UnknownCause),
-    /// `40004` with a `sub_code`, verified: a definitive business failure.
+    /// `40004` with a `sub_code` in the method's own node, verified: a definitive business
+    /// failure.
     Failed(Failure),
     Rejected(Rejection),
 }
@@ -98,6 +99,10 @@ pub enum Waiting {
 }
 
 /// Classifies a gateway body for `method`. `T` is read from the verified node text only.
+///
+/// Only the method's own node, verified, can be a success or a definitive failure, and only
+/// with the fields its response type needs (a success) or a `sub_code` (a failure); any other
+/// shape claiming an effect is [`Outcome::Unknown`].
 pub fn classify<T: DeserializeOwned>(
     body: &str,
     method: &str,
@@ -108,13 +113,16 @@ pub fn classify<T: DeserializeOwned>(
         Ok(verified) => verified,
         Err(ResponseError::Unsigned {
             status: Some(status),
-        }) => return classify_unsigned(status),
+        }) => return refusal(status, Node::Unsigned),
         Err(e) => return Outcome::Unknown(UnknownCause::Unverifiable(e.to_string())),
     };
     let status = match verified.status() {
         Ok(status) => status,
         Err(e) => return Outcome::Unknown(UnknownCause::Unverifiable(e.to_string())),
     };
+    if verified.is_error_node {
+        return refusal(status, Node::SignedError);
+    }
     let fields = || match verified.fields::<T>() {
         Ok(t) => Ok(t),
         Err(e) => Err(Outcome::Unknown(UnknownCause::Unverifiable(e.to_string()))),
@@ -130,6 +138,10 @@ pub fn classify<T: DeserializeOwned>(
             let failure = Failure::from(status);
             if failure.sub_code_is("ACQ.SYSTEM_ERROR") {
                 Outcome::Unknown(UnknownCause::SystemError(failure))
+            } else if failure.sub_code.as_deref().is_none_or(str::is_empty) {
+                Outcome::Unknown(UnknownCause::Unverifiable(
+                    "40004 without a sub_code".into(),
+                ))
             } else {
                 Outcome::Failed(failure)
             }
@@ -141,18 +153,31 @@ pub fn classify<T: DeserializeOwned>(
     }
 }
 
-/// An unsigned body is never a success. Gateway-level refusals (which Alipay does not sign)
-/// are reported as rejections; anything that claims an effect stays unknown.
-fn classify_unsigned<T>(status: Status) -> Outcome<T> {
+/// A node that cannot carry the method's answer.
+#[derive(Clone, Copy)]
+enum Node {
+    /// Any node without a signature (Alipay does not sign gateway-level refusals).
+    Unsigned,
+    /// `error_response`, signed: it carries gateway errors, never a method's result.
+    SignedError,
+}
+
+/// Such a node is never a success nor a definitive failure. Gateway-level refusals are
+/// reported as rejections; anything that claims an effect stays unknown.
+fn refusal<T>(status: Status, node: Node) -> Outcome<T> {
+    let (what, signed) = match node {
+        Node::Unsigned => ("unsigned response", false),
+        Node::SignedError => ("error_response", true),
+    };
     match status.code.as_str() {
         "10000" | "10003" | "40004" => Outcome::Unknown(UnknownCause::Unverifiable(format!(
-            "unsigned response with code {}",
+            "{what} with code {}",
             status.code
         ))),
         "20000" => Outcome::Unknown(UnknownCause::SystemError(status.into())),
         _ => Outcome::Rejected(Rejection::Gateway {
             failure: status.into(),
-            signed: false,
+            signed,
         }),
     }
 }
