@@ -17,6 +17,7 @@ use crate::outcome::{self, Outcome, Rejection, UnknownCause};
 use crate::request::{self, SystemParams};
 use crate::verifier::AlipayVerifier;
 use chrono::{DateTime, Utc};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,8 @@ const FORM_CONTENT_TYPE: &str = "application/x-www-form-urlencoded;charset=utf-8
 /// Everything the client needs. `Debug` is safe to log: the private key redacts itself.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// `https://openapi.alipay.com/gateway.do`, the sandbox, or a local fake.
+    /// `https://openapi.alipay.com/gateway.do`, the sandbox, or a local fake. Must be
+    /// `https`, except on a loopback host (`127.0.0.0/8`, `::1`, `localhost`).
     pub gateway_url: String,
     pub app_id: String,
     pub app_private_key: PrivateKey,
@@ -121,6 +123,8 @@ impl ClientConfig {
 pub enum ClientBuildError {
     #[error("gateway_url {0:?} is not an http(s) URL")]
     GatewayUrl(String),
+    #[error("gateway_url {0:?} must be https (plain http is allowed only on a loopback host)")]
+    InsecureGatewayUrl(String),
     #[error("app_id is empty")]
     EmptyAppId,
     #[error("the HTTP client could not be built: {0}")]
@@ -160,8 +164,15 @@ impl AlipayClient {
     pub fn new(config: ClientConfig) -> Result<Self, ClientBuildError> {
         let url = reqwest::Url::parse(&config.gateway_url)
             .map_err(|_| ClientBuildError::GatewayUrl(config.gateway_url.clone()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ClientBuildError::GatewayUrl(config.gateway_url.clone()));
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(ClientBuildError::InsecureGatewayUrl(
+                    config.gateway_url.clone(),
+                ));
+            }
+            _ => return Err(ClientBuildError::GatewayUrl(config.gateway_url.clone())),
         }
         if config.app_id.is_empty() {
             return Err(ClientBuildError::EmptyAppId);
@@ -169,6 +180,9 @@ impl AlipayClient {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
+            // A redirect would resend the signed request (or the bill's token) elsewhere, and
+            // Alipay never redirects: a 3xx is answered as the status it is.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ClientBuildError::Http(describe(e)))?;
         let query_separator = if url.query().is_some() { '&' } else { '?' };
@@ -336,6 +350,18 @@ impl AlipayClient {
             BodyError::Http(e) => bill_error(e),
         })
     }
+}
+
+/// `127.0.0.0/8`, `::1` or `localhost`: the only hosts a gateway may be reached over plain
+/// http (a local sandbox or fake).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // The parsed URL writes IPv6 hosts in brackets and IPv4 ones in dotted decimal.
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 enum BodyError {

@@ -9,7 +9,7 @@ use alipay::api::{
     PrecreateRequest, QueryRequest, RefundQueryRequest, RefundRequest, RefundStatus, Scene,
     TradeRef,
 };
-use alipay::client::{AlipayClient, BillDownloadError, ClientConfig};
+use alipay::client::{AlipayClient, BillDownloadError, ClientBuildError, ClientConfig};
 use alipay::notify::TradeStatus;
 use alipay::outcome::{Outcome, Rejection, UnknownCause};
 use alipay::{AlipayVerifier, Fen, PrivateKey, PublicKey};
@@ -23,6 +23,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use std::error::Error;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,8 @@ impl Received {
 enum Reply {
     Body(Vec<u8>),
     Status(u16),
+    /// A 3xx status with a `location`.
+    Redirect(u16, String),
     Delayed(Duration, Box<Reply>),
 }
 
@@ -200,6 +203,10 @@ async fn respond(mut reply: Reply) -> Response {
                 return StatusCode::from_u16(code)
                     .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
                     .into_response();
+            }
+            Reply::Redirect(code, location) => {
+                let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+                return (status, [("location", location)]).into_response();
             }
             // Alipay answers `text/html;charset=utf-8` for JSON; the client must not care.
             Reply::Body(bytes) => {
@@ -1185,6 +1192,105 @@ fn bad_configurations_are_refused_when_building() -> TestResult {
     assert!(AlipayClient::new(config("not a url", APP_ID)).is_err());
     assert!(AlipayClient::new(config("ftp://example.com/gateway.do", APP_ID)).is_err());
     assert!(AlipayClient::new(config("https://openapi.alipay.com/gateway.do", "")).is_err());
+    Ok(())
+}
+
+#[test]
+fn plain_http_is_refused_except_on_loopback_hosts() -> TestResult {
+    let keys = keys()?;
+    let build = |url: &str| {
+        AlipayClient::new(ClientConfig::new(
+            url,
+            APP_ID,
+            keys.app.clone(),
+            AlipayVerifier::PublicKey(keys.alipay_public.clone()),
+        ))
+    };
+    for url in [
+        "http://openapi.alipay.com/gateway.do",
+        "http://10.0.0.7:8639/gateway.do",
+        "http://[::2]/gateway.do",
+        "http://[::ffff:10.0.0.7]/gateway.do",
+        "http://localhost.example.com/gateway.do",
+        "http://127.0.0.1.example.com/gateway.do",
+    ] {
+        let built = build(url);
+        assert!(
+            matches!(&built, Err(ClientBuildError::InsecureGatewayUrl(u)) if u == url),
+            "{url}: {built:?}"
+        );
+    }
+    for url in [
+        alipay::client::PRODUCTION_GATEWAY,
+        alipay::client::SANDBOX_GATEWAY,
+        "https://10.0.0.7/gateway.do",
+        "http://127.0.0.1:8639/gateway.do",
+        "http://127.200.0.9/gateway.do",
+        "http://[::1]:8639/gateway.do",
+        "http://localhost:8639/gateway.do",
+        "http://LocalHost/gateway.do",
+    ] {
+        let built = build(url);
+        assert!(built.is_ok(), "{url}: {built:?}");
+    }
+    Ok(())
+}
+
+/// A server on 127.0.0.1 that answers everything with a signed success and counts requests.
+async fn elsewhere() -> Result<(String, Arc<AtomicUsize>), Box<dyn Error>> {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let success = alipay_signed(
+        "alipay.trade.pay",
+        &json!({"code": "10000", "msg": "Success", "trade_no": "T9", "out_trade_no": "pay-1"}),
+    )?;
+    let counter = hits.clone();
+    let app = Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let success = success.clone();
+        async move { success }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((base, hits))
+}
+
+#[tokio::test]
+async fn a_redirect_from_the_gateway_is_not_followed_and_is_unknown() -> TestResult {
+    let (elsewhere, hits) = elsewhere().await?;
+    // 302 would be followed as a GET, 307 by resending the signed POST.
+    for code in [302, 307] {
+        let to = format!("{elsewhere}/gateway.do");
+        let gateway = Gateway::start(fixed(Reply::Redirect(code, to))).await?;
+        let cause = unknown(gateway.client()?.pay(&pay_request()?).await)?;
+        assert_eq!(cause, UnknownCause::HttpStatus(code));
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "the {code} was followed");
+        only(&gateway.finish()?)?;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redirected_bill_download_is_an_error() -> TestResult {
+    let (elsewhere, hits) = elsewhere().await?;
+    let target = format!("{elsewhere}/bill.zip");
+    let app = Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::FOUND, [("location", target)]) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let moved = format!("http://{}/bill.zip", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let gateway = Gateway::start(fixed(Reply::Status(500))).await?;
+    assert_eq!(
+        gateway.client()?.download_bill(&moved).await,
+        Err(BillDownloadError::HttpStatus(302))
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the redirect was followed");
     Ok(())
 }
 
