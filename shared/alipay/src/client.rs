@@ -13,7 +13,7 @@ use crate::api::{
     RefundResponse,
 };
 use crate::keys::PrivateKey;
-use crate::outcome::{self, Outcome, Rejection, UnknownCause};
+use crate::outcome::{self, Failure, Outcome, Rejection, UnknownCause};
 use crate::request::{self, SystemParams};
 use crate::verifier::AlipayVerifier;
 use chrono::{DateTime, Utc};
@@ -435,6 +435,12 @@ pub fn outcome_kind<T>(outcome: &Outcome<T>) -> &'static str {
     }
 }
 
+fn codes(failure: &Failure) -> (&str, &str) {
+    (&failure.code, failure.sub_code.as_deref().unwrap_or(""))
+}
+
+/// One line per call. Refusals are logged by `code` and `sub_code` only: `msg` and `sub_msg`
+/// are Alipay's free text, and `sub_msg` can quote the signed request (see [`Failure`]).
 fn log_outcome<R: ApiRequest, T>(
     method: &'static str,
     request: &R,
@@ -457,22 +463,60 @@ fn log_outcome<R: ApiRequest, T>(
             );
         }
         Outcome::Failed(failure) => {
+            let (code, sub_code) = codes(failure);
             tracing::info!(
                 method,
                 out_trade_no,
                 trade_no,
                 outcome = outcome_kind,
                 elapsed_ms,
-                code = %failure.code,
-                sub_code = failure.sub_code.as_deref().unwrap_or(""),
+                code,
+                sub_code,
                 "alipay call"
             );
         }
+        Outcome::Unknown(UnknownCause::SystemError(failure)) => {
+            let (code, sub_code) = codes(failure);
+            tracing::warn!(
+                method,
+                out_trade_no,
+                trade_no,
+                outcome = outcome_kind,
+                elapsed_ms,
+                cause = "system_error",
+                code,
+                sub_code,
+                "alipay call"
+            );
+        }
+        // The other causes carry our own descriptions, never Alipay's text.
         Outcome::Unknown(cause) => {
             tracing::warn!(method, out_trade_no, trade_no, outcome = outcome_kind, elapsed_ms, cause = ?cause, "alipay call");
         }
-        Outcome::Rejected(rejection) => {
-            tracing::warn!(method, out_trade_no, trade_no, outcome = outcome_kind, elapsed_ms, rejection = ?rejection, "alipay call");
+        Outcome::Rejected(Rejection::Gateway { failure, signed }) => {
+            let (code, sub_code) = codes(failure);
+            tracing::warn!(
+                method,
+                out_trade_no,
+                trade_no,
+                outcome = outcome_kind,
+                elapsed_ms,
+                code,
+                sub_code,
+                signed,
+                "alipay call"
+            );
+        }
+        Outcome::Rejected(Rejection::Local(reason)) => {
+            tracing::warn!(
+                method,
+                out_trade_no,
+                trade_no,
+                outcome = outcome_kind,
+                elapsed_ms,
+                reason,
+                "alipay call"
+            );
         }
     }
 }

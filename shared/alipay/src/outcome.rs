@@ -7,14 +7,30 @@
 use crate::response::{self, ResponseError, Status};
 use crate::verifier::AlipayVerifier;
 use serde::de::DeserializeOwned;
+use std::fmt;
 
 /// `code`/`msg`/`sub_code`/`sub_msg` of a refused call.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+///
+/// `sub_msg` can quote the request: for `isv.invalid-signature` Alipay echoes the whole
+/// string it verified, the buyer's `auth_code` included. `Debug` therefore redacts it; read
+/// the field itself where the text is needed, and log only `code` and `sub_code`.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Failure {
     pub code: String,
     pub msg: String,
     pub sub_code: Option<String>,
     pub sub_msg: Option<String>,
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failure")
+            .field("code", &self.code)
+            .field("msg", &self.msg)
+            .field("sub_code", &self.sub_code)
+            .field("sub_msg", &self.sub_msg.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl From<Status> for Failure {

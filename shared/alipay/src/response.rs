@@ -30,8 +30,9 @@ pub struct ResponseParts<'a> {
     pub alipay_cert_sn: Option<String>,
 }
 
-/// `code`, `msg`, `sub_code`, `sub_msg`: present in every node.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// `code`, `msg`, `sub_code`, `sub_msg`: present in every node. `Debug` redacts `sub_msg`,
+/// which can quote the signed request (see [`crate::outcome::Failure`]).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 pub struct Status {
     pub code: String,
     #[serde(default)]
@@ -40,6 +41,17 @@ pub struct Status {
     pub sub_code: Option<String>,
     #[serde(default)]
     pub sub_msg: Option<String>,
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("code", &self.code)
+            .field("msg", &self.msg)
+            .field("sub_code", &self.sub_code)
+            .field("sub_msg", &self.sub_msg.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -219,6 +231,22 @@ mod tests {
         assert!(parts.is_error_node);
         assert_eq!(parts.alipay_cert_sn.as_deref(), Some("abc"));
         Ok(())
+    }
+
+    #[test]
+    fn debug_of_a_status_redacts_sub_msg() {
+        let status: Status = serde_json::from_str(
+            r#"{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature","sub_msg":"auth_code=287654321098765432"}"#,
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        let shown = format!(
+            "{:?}",
+            ResponseError::Unsigned {
+                status: Some(status)
+            }
+        );
+        assert!(shown.contains("isv.invalid-signature"), "{shown}");
+        assert!(!shown.contains("287654321098765432"), "{shown}");
     }
 
     #[test]
