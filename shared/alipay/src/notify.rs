@@ -50,9 +50,9 @@ pub enum NotifyError {
 /// Decodes the form once, within the caps, refusing repeated parameters (Alipay never
 /// repeats one, and a repeat could make the verified and the used value differ).
 fn decode_form(raw: &[u8]) -> Result<RawParams, NotifyError> {
-    // Pairs are counted in at most the first `MAX_BODY_BYTES + 1` bytes and the count stops
-    // past the cap, so refusing costs the same however large the body; a body over the size
-    // cap is refused either way.
+    // Only the first `MAX_BODY_BYTES + 1` bytes are scanned for pairs, and the count stops
+    // past the cap, so refusing costs the same however large the body (a body over the size
+    // cap is refused either way); a flood of short pairs is refused after a few KiB.
     let scanned = raw.get(..=MAX_BODY_BYTES).unwrap_or(raw);
     if form::pairs(scanned).nth(MAX_PARAMETERS).is_some() {
         return Err(NotifyError::TooManyParameters {
@@ -320,6 +320,12 @@ mod tests {
         assert!(at_the_cap.len() <= MAX_BODY_BYTES);
         assert_eq!(
             decode_form(&at_the_cap).map(|p| p.len()),
+            Ok(MAX_PARAMETERS)
+        );
+        // Empty pairs are not parameters.
+        let with_empties = [at_the_cap.as_slice(), b"&&&&"].concat();
+        assert_eq!(
+            decode_form(&with_empties).map(|p| p.len()),
             Ok(MAX_PARAMETERS)
         );
     }
