@@ -159,7 +159,7 @@ impl Harness {
     pub fn verified(&self, body: &str, method: &str) -> TestResult<Value> {
         let verified = alipay::response::verify(body, method, &self.verifier)
             .map_err(|e| err(format!("{e}: {body}")))?;
-        Ok(serde_json::from_str(verified.node)?)
+        Ok(serde_json::from_str(&verified.node)?)
     }
 
     /// A gateway refusal: must be unsigned; returns `(node name, node)`.
