@@ -12,6 +12,8 @@
 //! and value percent-encoded per RFC 3986 (everything but `A-Z a-z 0-9 - . _ ~`), joined as
 //! `name=value` with `&` (empty when there is no query), and `HEX_SHA256(BODY)` is the
 //! lowercase hex SHA-256 of the raw body bytes (of the empty string when there is none).
+//! A query whose percent-escapes do not decode to UTF-8 has no canonical form: it is refused
+//! rather than decoded lossily (which would give `a=%FF` and `a=%FE` one signature).
 //!
 //! A request is refused when its timestamp is more than 300 s from the server clock, when
 //! its nonce was already used with that key in the last 10 minutes, or when the key is
@@ -121,9 +123,16 @@ pub enum AuthError {
     BadSignature,
     #[error("X-Nonce was already used with this key")]
     ReplayedNonce,
+    #[error(transparent)]
+    InvalidQuery(#[from] InvalidQuery),
     #[error("the nonce store is unavailable: {0}")]
     Store(#[from] StoreError),
 }
+
+/// The query string's percent-escapes do not decode to UTF-8 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query string's percent-escapes do not decode to UTF-8 text")]
+pub struct InvalidQuery;
 
 impl AuthError {
     pub fn code(&self) -> &'static str {
@@ -135,6 +144,8 @@ impl AuthError {
             AuthError::UnknownKey => "auth_unknown_key",
             AuthError::BadSignature => "auth_bad_signature",
             AuthError::ReplayedNonce => "auth_replayed_nonce",
+            // A malformed request rather than a failed authentication, like `invalid_json`.
+            AuthError::InvalidQuery(_) => "invalid_query",
             AuthError::Store(_) => "auth_unavailable",
         }
     }
@@ -147,7 +158,7 @@ impl AuthError {
             AuthError::MalformedNonce | AuthError::ReplayedNonce => Some("X-Nonce"),
             AuthError::UnknownKey => Some("X-Key-Id"),
             AuthError::BadSignature => Some("X-Signature"),
-            AuthError::Store(_) => None,
+            AuthError::InvalidQuery(_) | AuthError::Store(_) => None,
         }
     }
 }
@@ -171,21 +182,25 @@ pub struct AuthHeaders<'a> {
     pub signature: Option<&'a str>,
 }
 
-pub fn canonical_query(raw_query: &str) -> String {
+/// `CANONICAL_QUERY` of a raw query string (see the module documentation).
+pub fn canonical_query(raw_query: &str) -> Result<String, InvalidQuery> {
     let decode = |s: &str| {
         let spaced = s.replace('+', " ");
-        percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+        percent_decode_str(&spaced)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| InvalidQuery)
     };
-    let mut pairs: Vec<(String, String)> = raw_query
+    let mut pairs = raw_query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
+            Some((k, v)) => Ok((decode(k)?, decode(v)?)),
+            None => Ok((decode(p)?, String::new())),
         })
-        .collect();
+        .collect::<Result<Vec<(String, String)>, InvalidQuery>>()?;
     pairs.sort();
-    pairs
+    Ok(pairs
         .iter()
         .map(|(k, v)| {
             format!(
@@ -195,25 +210,30 @@ pub fn canonical_query(raw_query: &str) -> String {
             )
         })
         .collect::<Vec<_>>()
-        .join("&")
+        .join("&"))
 }
 
-pub fn string_to_sign(request: &RequestToSign<'_>, timestamp: &str, nonce: &str) -> String {
+/// The text a client signs and the server verifies; a query without a canonical form has none.
+pub fn string_to_sign(
+    request: &RequestToSign<'_>,
+    timestamp: &str,
+    nonce: &str,
+) -> Result<String, InvalidQuery> {
     let body_hash = digest::digest(&digest::SHA256, request.body);
     let hex: String = body_hash
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    format!(
+    Ok(format!(
         "{}\n{}\n{}\n{}\n{}\n{}",
         request.method.to_ascii_uppercase(),
         request.path,
-        canonical_query(request.raw_query),
+        canonical_query(request.raw_query)?,
         timestamp,
         nonce,
         hex
-    )
+    ))
 }
 
 /// The `X-Signature` value a client sends.
@@ -261,13 +281,9 @@ pub async fn authenticate<N: NonceStore>(
     let presented = STANDARD
         .decode(signature)
         .map_err(|_| AuthError::BadSignature)?;
+    let signed = string_to_sign(request, timestamp, nonce)?;
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
-    hmac::verify(
-        &key,
-        string_to_sign(request, timestamp, nonce).as_bytes(),
-        &presented,
-    )
-    .map_err(|_| AuthError::BadSignature)?;
+    hmac::verify(&key, signed.as_bytes(), &presented).map_err(|_| AuthError::BadSignature)?;
     let forget_after = now + Duration::seconds(NONCE_MEMORY_SECONDS);
     match nonces.remember(key_id, nonce, forget_after).await? {
         NonceCheck::Fresh => Ok(key_id.to_owned()),
@@ -322,7 +338,7 @@ mod tests {
     fn signed_with(key_id: &'static str, secret: &str, ts: &str, nonce: &str) -> (String, String) {
         let signature = sign(
             &SecretString::from(secret.to_owned()),
-            &string_to_sign(&REQUEST, ts, nonce),
+            &string_to_sign(&REQUEST, ts, nonce).unwrap(),
         );
         (key_id.to_owned(), signature)
     }
@@ -352,9 +368,51 @@ mod tests {
             body: b"",
         };
         assert_eq!(
-            string_to_sign(&request, "1700000000", "nonce-0123456789ab"),
+            string_to_sign(&request, "1700000000", "nonce-0123456789ab").unwrap(),
             "GET\n/v1/payments/T1\na=1&a=x%20y&b=2&c=%E6%B5%8B&d=~._-%21\n1700000000\nnonce-0123456789ab\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn a_query_that_does_not_decode_to_utf8_has_no_canonical_form() {
+        for raw in ["a=%FF", "%FF=1", "a=1&b=%C3", "a=%E6%B5", "x=%ED%A0%80"] {
+            assert_eq!(canonical_query(raw), Err(InvalidQuery), "{raw}");
+        }
+        // Well-formed escapes, `+` and stray `%` that escape nothing still canonicalise.
+        assert_eq!(
+            canonical_query("b=%C3%BF&a=x+y&c=100%").unwrap(),
+            "a=x%20y&b=%C3%BF&c=100%25"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_signed_request_with_an_invalid_query_is_refused_as_malformed() {
+        let nonces = MemoryNonces::default();
+        let nonce = "nonce-0123456789ab";
+        let request = RequestToSign {
+            raw_query: "x=%FF",
+            ..REQUEST
+        };
+        // Signed over the lossy decoding of `%FF` (U+FFFD), which would have matched.
+        let lossy = RequestToSign {
+            raw_query: "x=%EF%BF%BD",
+            ..REQUEST
+        };
+        let signature = sign(
+            &SecretString::from(SECRET_A.to_owned()),
+            &string_to_sign(&lossy, "1700000000", nonce).unwrap(),
+        );
+        let headers = AuthHeaders {
+            key_id: Some("a"),
+            timestamp: Some("1700000000"),
+            nonce: Some(nonce),
+            signature: Some(&signature),
+        };
+        let error = authenticate(&keys(), &nonces, &request, &headers, now())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "invalid_query");
+        assert!(nonces.0.lock().unwrap().is_empty(), "no nonce burnt");
     }
 
     #[tokio::test]

@@ -121,6 +121,7 @@ impl From<domain::auth::AuthError> for ApiError {
     fn from(error: domain::auth::AuthError) -> Self {
         let status = match error {
             domain::auth::AuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            domain::auth::AuthError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::UNAUTHORIZED,
         };
         let message = match &error {
@@ -175,6 +176,7 @@ mod tests {
             "auth_unknown_key",
             "auth_bad_signature",
             "auth_replayed_nonce",
+            "invalid_query",
         ];
         for code in [
             codes::INVALID_JSON,
@@ -210,6 +212,11 @@ mod tests {
         assert_eq!(error.status, StatusCode::UNAUTHORIZED);
         assert_eq!(error.code, "auth_replayed_nonce");
         assert_eq!(error.field.as_deref(), Some("X-Nonce"));
+        let error = ApiError::from(domain::auth::AuthError::InvalidQuery(
+            domain::auth::InvalidQuery,
+        ));
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.code, "invalid_query");
         let error = ApiError::from(domain::auth::AuthError::Store(
             domain::ports::StoreError::Unavailable("dynamo said: table secret-x".into()),
         ));

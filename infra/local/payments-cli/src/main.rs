@@ -11,7 +11,7 @@
 //! The secret is read from a file (never from the command line, where `ps` would show it).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use domain::auth::{RequestToSign, sign, string_to_sign};
+use domain::auth::{InvalidQuery, RequestToSign, sign, string_to_sign};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use std::io::Write;
@@ -111,7 +111,7 @@ impl Signer {
         body: &[u8],
         timestamp: Option<i64>,
         nonce: Option<String>,
-    ) -> Vec<(&'static str, String)> {
+    ) -> Result<Vec<(&'static str, String)>, InvalidQuery> {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
@@ -125,13 +125,13 @@ impl Signer {
             raw_query: query,
             body,
         };
-        let signature = sign(&self.secret, &string_to_sign(&request, &timestamp, &nonce));
-        vec![
+        let signature = sign(&self.secret, &string_to_sign(&request, &timestamp, &nonce)?);
+        Ok(vec![
             ("X-Key-Id", self.key_id.clone()),
             ("X-Timestamp", timestamp),
             ("X-Nonce", nonce),
             ("X-Signature", signature),
-        ]
+        ])
     }
 }
 
@@ -143,7 +143,7 @@ async fn send(
     body: Option<String>,
 ) -> Result<ExitCode, Failure> {
     let bytes = body.clone().unwrap_or_default();
-    let headers = signer.headers(method.as_str(), path, bytes.as_bytes(), None, None);
+    let headers = signer.headers(method.as_str(), path, bytes.as_bytes(), None, None)?;
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(70))
         .build()?;
@@ -263,7 +263,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 (None, None) => Vec::new(),
             };
             let method = method.to_ascii_uppercase();
-            let headers = signer.headers(&method, &path, &body, timestamp, nonce);
+            let headers = signer.headers(&method, &path, &body, timestamp, nonce)?;
             let mut out = std::io::stdout().lock();
             if curl {
                 let base = cli.api.as_deref().unwrap_or("http://127.0.0.1:9000");
@@ -316,22 +316,26 @@ mod tests {
             secret: SecretString::from("merchant-a-secret-0123456789-abcdefghij".to_owned()),
         };
         let body = br#"{"out_trade_no":"T20240101_0001","amount_fen":1500,"subject":"Latte","scene":"qr"}"#;
-        let headers = signer.headers(
-            "POST",
-            "/v1/payments",
-            body,
-            Some(1_704_067_200),
-            Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCD".into()),
-        );
+        let headers = signer
+            .headers(
+                "POST",
+                "/v1/payments",
+                body,
+                Some(1_704_067_200),
+                Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCD".into()),
+            )
+            .unwrap();
         let signature = &headers[3].1;
         assert_eq!(signature, "b6eHfrcMPE1E+IIvuZbfJyZZsTJzsweVdET+Km9Q6ZE=");
-        let get = signer.headers(
-            "GET",
-            "/v1/payments/T20240101_0001",
-            b"",
-            Some(1_704_067_260),
-            Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCE".into()),
-        );
+        let get = signer
+            .headers(
+                "GET",
+                "/v1/payments/T20240101_0001",
+                b"",
+                Some(1_704_067_260),
+                Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCE".into()),
+            )
+            .unwrap();
         assert_eq!(get[3].1, "gAkbXNwgS5jDBZWPoCbjIOJCBKiGapcY3LPGLXrZw0U=");
         let readme = include_str!("../../../api/README.md");
         assert!(readme.contains(signature.as_str()) && readme.contains(&get[3].1));
