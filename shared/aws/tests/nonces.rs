@@ -9,7 +9,11 @@ mod common;
 use aws_adapters::DynamoNonceStore;
 use chrono::{Duration, Utc};
 use common::dynamo;
+use domain::auth::{AuthHeaders, MerchantKeys, RequestToSign, authenticate, sign, string_to_sign};
 use domain::ports::{NonceCheck, NonceStore};
+use secrecy::SecretString;
+
+const SECRET: &str = "merchant-a-secret-0123456789-abcdefghij";
 
 #[tokio::test]
 async fn a_nonce_is_fresh_once_then_replayed_until_forgotten() {
@@ -18,23 +22,56 @@ async fn a_nonce_is_fresh_once_then_replayed_until_forgotten() {
     let later = Utc::now() + Duration::minutes(5);
 
     assert_eq!(
-        nonces.remember("k1", "n-1", later).await.unwrap(),
+        nonces.remember("n-1", later).await.unwrap(),
         NonceCheck::Fresh
     );
     assert_eq!(
-        nonces.remember("k1", "n-1", later).await.unwrap(),
+        nonces.remember("n-1", later).await.unwrap(),
         NonceCheck::Replayed
     );
-    // The same nonce under another key, and another nonce under the same key, are new.
+    // Another nonce is new.
     assert_eq!(
-        nonces.remember("k2", "n-1", later).await.unwrap(),
+        nonces.remember("n-2", later).await.unwrap(),
         NonceCheck::Fresh
     );
-    assert_eq!(
-        nonces.remember("k1", "n-2", later).await.unwrap(),
-        NonceCheck::Fresh
+    assert_eq!(db.calls.take(), ["PutItem"; 3]);
+}
+
+#[tokio::test]
+async fn a_nonce_used_under_one_key_id_is_replayed_under_another() {
+    let db = dynamo().await;
+    let nonces = DynamoNonceStore::new(db.client.clone(), &db.table);
+    let key = |key_id: &str| {
+        let mut keys = MerchantKeys::default();
+        keys.insert(key_id, SecretString::from(SECRET.to_owned()));
+        keys
+    };
+    // Two ids sharing one secret: the request signed with the first, replayed with the second.
+    let (first, copy) = (key("merchant-a"), key("merchant-a-copy"));
+    let request = RequestToSign {
+        method: "GET",
+        path: "/v1/payments/T1",
+        raw_query: "",
+        body: b"",
+    };
+    let now = Utc::now();
+    let timestamp = now.timestamp().to_string();
+    let nonce = "n01HMZ3W5X2Y8K7Q4R6T9V0ABCD";
+    let signature = sign(
+        &SecretString::from(SECRET.to_owned()),
+        &string_to_sign(&request, &timestamp, nonce).unwrap(),
     );
-    assert_eq!(db.calls.take(), ["PutItem"; 4]);
+    let headers = |key_id: &'static str| AuthHeaders {
+        key_id: Some(key_id),
+        timestamp: Some(&timestamp),
+        nonce: Some(nonce),
+        signature: Some(&signature),
+    };
+    let accepted = authenticate(&first, &nonces, &request, &headers("merchant-a"), now).await;
+    assert_eq!(accepted.unwrap(), "merchant-a");
+    let replayed = authenticate(&copy, &nonces, &request, &headers("merchant-a-copy"), now).await;
+    assert_eq!(replayed.unwrap_err().code(), "auth_replayed_nonce");
+    assert_eq!(db.calls.take(), ["PutItem"; 2]);
 }
 
 #[tokio::test]
@@ -44,7 +81,7 @@ async fn an_expired_nonce_not_yet_deleted_is_accepted_again() {
     let expired = Utc::now() - Duration::seconds(10);
 
     assert_eq!(
-        nonces.remember("k1", "n", expired).await.unwrap(),
+        nonces.remember("n", expired).await.unwrap(),
         NonceCheck::Fresh
     );
     // Still stored (DynamoDB deletes TTL items lazily), yet forgotten.
@@ -52,11 +89,11 @@ async fn an_expired_nonce_not_yet_deleted_is_accepted_again() {
     assert_eq!(scan.count, 1);
     let later = Utc::now() + Duration::minutes(5);
     assert_eq!(
-        nonces.remember("k1", "n", later).await.unwrap(),
+        nonces.remember("n", later).await.unwrap(),
         NonceCheck::Fresh
     );
     assert_eq!(
-        nonces.remember("k1", "n", later).await.unwrap(),
+        nonces.remember("n", later).await.unwrap(),
         NonceCheck::Replayed
     );
 }

@@ -16,9 +16,10 @@
 //! rather than decoded lossily (which would give `a=%FF` and `a=%FE` one signature).
 //!
 //! A request is refused when its timestamp is more than 300 s from the server clock, when
-//! its nonce was already used with that key in the last 10 minutes, or when the key is
-//! unknown or the signature wrong. Several keys may be active at once, so secrets can be
-//! rotated without downtime.
+//! its nonce was already used in the last 10 minutes (with any key: the signature does not
+//! cover the key id, so two ids sharing a secret must not let a request be replayed under
+//! the other), or when the key is unknown or the signature wrong. Several keys may be active
+//! at once, so secrets can be rotated without downtime.
 
 use crate::ports::{NonceCheck, NonceStore, StoreError};
 use aws_lc_rs::{digest, hmac};
@@ -121,7 +122,7 @@ pub enum AuthError {
     UnknownKey,
     #[error("X-Signature does not match the request")]
     BadSignature,
-    #[error("X-Nonce was already used with this key")]
+    #[error("X-Nonce was already used")]
     ReplayedNonce,
     #[error(transparent)]
     InvalidQuery(#[from] InvalidQuery),
@@ -250,7 +251,8 @@ fn valid_nonce(nonce: &str) -> bool {
 }
 
 /// Checks a request; on success returns the key id it was signed with. The nonce is only
-/// recorded after the signature checks out, so forged requests cannot burn nonces.
+/// recorded after the signature checks out, so forged requests cannot burn nonces; it is
+/// recorded alone, not with the key id, so it can be used once whatever the key.
 pub async fn authenticate<N: NonceStore>(
     keys: &MerchantKeys,
     nonces: &N,
@@ -285,7 +287,7 @@ pub async fn authenticate<N: NonceStore>(
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.expose_secret().as_bytes());
     hmac::verify(&key, signed.as_bytes(), &presented).map_err(|_| AuthError::BadSignature)?;
     let forget_after = now + Duration::seconds(NONCE_MEMORY_SECONDS);
-    match nonces.remember(key_id, nonce, forget_after).await? {
+    match nonces.remember(nonce, forget_after).await? {
         NonceCheck::Fresh => Ok(key_id.to_owned()),
         NonceCheck::Replayed => Err(AuthError::ReplayedNonce),
     }
@@ -297,21 +299,19 @@ mod tests {
     use std::sync::Mutex;
 
     #[derive(Default)]
-    struct MemoryNonces(Mutex<Vec<(String, String)>>);
+    struct MemoryNonces(Mutex<Vec<String>>);
 
     impl NonceStore for MemoryNonces {
         async fn remember(
             &self,
-            key_id: &str,
             nonce: &str,
             _forget_after: DateTime<Utc>,
         ) -> Result<NonceCheck, StoreError> {
             let mut seen = self.0.lock().unwrap();
-            let entry = (key_id.to_owned(), nonce.to_owned());
-            if seen.contains(&entry) {
+            if seen.iter().any(|n| n == nonce) {
                 Ok(NonceCheck::Replayed)
             } else {
-                seen.push(entry);
+                seen.push(nonce.to_owned());
                 Ok(NonceCheck::Fresh)
             }
         }
@@ -481,6 +481,28 @@ mod tests {
             code(check("a", "1700000000", nonce, &good, &nonces).await),
             "auth_replayed_nonce"
         );
+    }
+
+    #[tokio::test]
+    async fn a_nonce_is_used_once_whatever_the_key_id() {
+        // The signature does not cover the key id: when two ids share a secret, a request
+        // replayed under the other id must still meet its used nonce.
+        let keys =
+            MerchantKeys::from_json(&format!(r#"{{"a":"{SECRET_A}","a-copy":"{SECRET_A}"}}"#))
+                .unwrap();
+        let nonces = MemoryNonces::default();
+        let nonce = "nonce-shared-by-two-ids";
+        let (_, signature) = signed_with("a", SECRET_A, "1700000000", nonce);
+        let headers = |key_id: &'static str| AuthHeaders {
+            key_id: Some(key_id),
+            timestamp: Some("1700000000"),
+            nonce: Some(nonce),
+            signature: Some(signature.as_str()),
+        };
+        let first = authenticate(&keys, &nonces, &REQUEST, &headers("a"), now()).await;
+        assert_eq!(first.unwrap(), "a");
+        let replay = authenticate(&keys, &nonces, &REQUEST, &headers("a-copy"), now()).await;
+        assert_eq!(replay.unwrap_err().code(), "auth_replayed_nonce");
     }
 
     #[tokio::test]

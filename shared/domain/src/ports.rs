@@ -92,11 +92,11 @@ pub enum NonceCheck {
     Replayed,
 }
 
-/// Remembers request nonces per key for the replay window (a conditional put with a TTL).
+/// Remembers request nonces for the replay window (a conditional put with a TTL). A nonce is
+/// remembered alone, whatever key signed it, so it can be used only once across all keys.
 pub trait NonceStore: Send + Sync {
     fn remember(
         &self,
-        key_id: &str,
         nonce: &str,
         forget_after: DateTime<Utc>,
     ) -> impl Future<Output = Result<NonceCheck, StoreError>> + Send;

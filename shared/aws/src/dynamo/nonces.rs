@@ -1,9 +1,10 @@
-//! [`DynamoNonceStore`]: merchant-API nonces, remembered per key until `forget_after`.
+//! [`DynamoNonceStore`]: merchant-API nonces, remembered until `forget_after`.
 //!
-//! One conditional `PutItem` per nonce: `pk = NONCE#<key_id>#<nonce>`, `sk = NONCE`,
+//! One conditional `PutItem` per nonce: `pk = NONCE#<nonce>`, `sk = NONCE`,
 //! `ttl = <forget_after, unix seconds>`, condition `attribute_not_exists(pk) OR #ttl < :now`.
 //! DynamoDB deletes expired items lazily (often within days, not seconds), so an item whose
-//! `ttl` has passed counts as forgotten and is overwritten.
+//! `ttl` has passed counts as forgotten and is overwritten. The key id is not part of the
+//! item's key: a nonce is used once across all keys (see [`domain::ports::NonceStore`]).
 
 use super::schema::TTL_ATTRIBUTE;
 use super::{PK, SK, n, s};
@@ -14,11 +15,8 @@ use domain::ports::{NonceCheck, NonceStore, StoreError};
 
 const NONCE_SK: &str = "NONCE";
 
-/// `NONCE#<key_id>#<nonce>`; a `#` or `%` in the key id is escaped, so two (key id, nonce)
-/// pairs never share a key.
-pub fn nonce_pk(key_id: &str, nonce: &str) -> String {
-    let key_id = key_id.replace('%', "%25").replace('#', "%23");
-    format!("NONCE#{key_id}#{nonce}")
+pub fn nonce_pk(nonce: &str) -> String {
+    format!("NONCE#{nonce}")
 }
 
 #[derive(Debug, Clone)]
@@ -39,7 +37,6 @@ impl DynamoNonceStore {
 impl NonceStore for DynamoNonceStore {
     async fn remember(
         &self,
-        key_id: &str,
         nonce: &str,
         forget_after: DateTime<Utc>,
     ) -> Result<NonceCheck, StoreError> {
@@ -47,7 +44,7 @@ impl NonceStore for DynamoNonceStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(PK, s(nonce_pk(key_id, nonce)))
+            .item(PK, s(nonce_pk(nonce)))
             .item(SK, s(NONCE_SK))
             .item(TTL_ATTRIBUTE, n(forget_after.timestamp()))
             .condition_expression("attribute_not_exists(pk) OR #ttl < :now")
@@ -57,7 +54,7 @@ impl NonceStore for DynamoNonceStore {
             .await;
         match put {
             Ok(_) => {
-                tracing::debug!(key_id, operation = "remember_nonce", outcome = "fresh");
+                tracing::debug!(operation = "remember_nonce", outcome = "fresh");
                 Ok(NonceCheck::Fresh)
             }
             Err(err)
@@ -65,27 +62,16 @@ impl NonceStore for DynamoNonceStore {
                     .as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                tracing::warn!(key_id, operation = "remember_nonce", outcome = "replayed");
+                tracing::warn!(operation = "remember_nonce", outcome = "replayed");
                 Ok(NonceCheck::Replayed)
             }
             Err(err) => {
-                tracing::warn!(key_id, operation = "remember_nonce", outcome = "error", error = %describe(&err));
+                tracing::warn!(operation = "remember_nonce", outcome = "error", error = %describe(&err));
                 Err(StoreError::Unavailable(format!(
-                    "remembering a nonce of key {key_id}: {}",
+                    "remembering a nonce: {}",
                     describe(&err)
                 )))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_ids_cannot_borrow_part_of_the_nonce() {
-        assert_eq!(nonce_pk("k1", "n"), "NONCE#k1#n");
-        assert_ne!(nonce_pk("a#b", "c"), nonce_pk("a", "b#c"));
     }
 }
