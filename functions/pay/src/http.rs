@@ -19,8 +19,8 @@
 
 use crate::validation::{self, PaymentRequest};
 use crate::{CreateError, Created, Payments};
-use domain::auth::MerchantKeys;
 use domain::ports::{Clock, ExpiryScheduler, NonceStore, OrderStore, PaymentGateway};
+use f2f_runtime::KeyRing;
 use f2f_runtime::telemetry::{observe, record_out_trade_no};
 use f2f_runtime::{ApiError, Function, OrderView, codes};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
@@ -35,7 +35,7 @@ const RATE_LIMIT_RETRY_AFTER_SECONDS: u64 = 2;
 pub struct PayApi<S, Q, G, C, N> {
     pub payments: Payments<S, Q, G, C>,
     pub nonces: N,
-    pub keys: MerchantKeys,
+    pub keys: KeyRing,
     pub max_body_bytes: usize,
 }
 

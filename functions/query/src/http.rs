@@ -12,8 +12,8 @@
 
 use crate::sync::Orders;
 use domain::OutTradeNo;
-use domain::auth::MerchantKeys;
 use domain::ports::{Clock, NonceStore, OrderStore, PaymentGateway};
+use f2f_runtime::KeyRing;
 use f2f_runtime::telemetry::{count, observe, record_out_trade_no};
 use f2f_runtime::{ApiError, Function, OrderView, codes};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
@@ -24,7 +24,7 @@ pub const PREFIX: &str = "/v1/payments/";
 pub struct QueryApi<S, G, C, N> {
     pub orders: Orders<S, G, C>,
     pub nonces: N,
-    pub keys: MerchantKeys,
+    pub keys: KeyRing,
 }
 
 impl<S, G, C, N> QueryApi<S, G, C, N>

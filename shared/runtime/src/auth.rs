@@ -1,19 +1,21 @@
 //! Merchant authentication of a `lambda_http::Request` (headers, raw path, raw query and body
-//! bytes) with [`domain::auth::authenticate`].
+//! bytes) with [`domain::auth::authenticate`], against the keys of a [`KeyRing`].
 
 use crate::error::ApiError;
 use crate::http::{header, raw_path, raw_query};
+use crate::key_ring::KeyRing;
 use chrono::{DateTime, Utc};
 use domain::auth::{
-    AuthHeaders, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MerchantKeys,
-    RequestToSign,
+    AuthHeaders, HEADER_KEY_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, RequestToSign,
 };
 use domain::ports::NonceStore;
 use lambda_http::Request;
 
-/// Checks the request's signature and nonce; returns the key id it was signed with.
+/// Checks the request's signature and nonce; returns the key id it was signed with. `now` is
+/// the handler's clock: it dates the request and tells the key ring whether its keys are due
+/// to be read again.
 pub async fn authenticate<N: NonceStore>(
-    keys: &MerchantKeys,
+    keys: &KeyRing,
     nonces: &N,
     request: &Request,
     now: DateTime<Utc>,
@@ -30,7 +32,8 @@ pub async fn authenticate<N: NonceStore>(
         nonce: header(request, HEADER_NONCE),
         signature: header(request, HEADER_SIGNATURE),
     };
-    match domain::auth::authenticate(keys, nonces, &to_sign, &headers, now).await {
+    let keys = keys.current(now).await;
+    match domain::auth::authenticate(&keys, nonces, &to_sign, &headers, now).await {
         Ok(key_id) => Ok(key_id),
         Err(error) => {
             match &error {

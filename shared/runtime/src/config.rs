@@ -13,6 +13,7 @@
 //! | `ALIPAY_APP_PRIVATE_KEY_SECRET_ARN` or `ALIPAY_APP_PRIVATE_KEY_FILE` | all | the app private key |
 //! | `ALIPAY_PUBLIC_KEY` or `ALIPAY_PUBLIC_KEY_FILE` | all | Alipay's public key (PEM or bare Base64) |
 //! | `MERCHANT_API_KEYS_SECRET_ARN` or `MERCHANT_API_KEYS_FILE` | all | `{"key-id":"secret",...}` |
+//! | `MERCHANT_API_KEYS_REFRESH_SECONDS` | optional | how often keys in Secrets Manager are read again, default 300 (1–3600): a removed key is refused, an added one accepted, within this delay (a file is read once) |
 //! | `ALIPAY_CONNECT_TIMEOUT_MS` | optional | default 3000 |
 //! | `ALIPAY_REQUEST_TIMEOUT_MS` | optional | whole-call budget, default 5000 |
 //! | `PRECREATE_ATTEMPTS` | optional | identical precreates on an unknown outcome, default 2 (1–5) |
@@ -120,6 +121,8 @@ pub struct Config {
     pub expiry_queue_url: Option<String>,
     pub alipay: AlipaySettings,
     pub merchant_keys: SecretSource,
+    /// How often merchant keys kept in Secrets Manager are read again.
+    pub merchant_keys_refresh: Duration,
     pub knobs: Knobs,
 }
 
@@ -241,6 +244,8 @@ impl Config {
             request_timeout: env.millis("ALIPAY_REQUEST_TIMEOUT_MS", 5_000, (500, 30_000))?,
         };
         let merchant_keys = env.secret("MERCHANT_API_KEYS_SECRET_ARN", "MERCHANT_API_KEYS_FILE")?;
+        let merchant_keys_refresh =
+            Duration::from_secs(env.number("MERCHANT_API_KEYS_REFRESH_SECONDS", 300, (1, 3600))?);
         let precreate_attempts =
             u32::try_from(env.number("PRECREATE_ATTEMPTS", 2, (1, 5))?).unwrap_or(2);
         let default_lease = alipay.request_timeout * precreate_attempts + Duration::from_secs(5);
@@ -274,6 +279,7 @@ impl Config {
             expiry_queue_url,
             alipay,
             merchant_keys,
+            merchant_keys_refresh,
             knobs,
         };
         config.check_budget()?;
@@ -348,6 +354,7 @@ mod tests {
         assert_eq!(config.knobs.poll_interval, Duration::from_secs(3));
         assert_eq!(config.knobs.poll_duration, Duration::from_secs(24));
         assert_eq!(config.knobs.claim_lease, Duration::from_secs(15));
+        assert_eq!(config.merchant_keys_refresh, Duration::from_secs(300));
         assert!(config.barcode_worst_case() <= Duration::from_secs(60));
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret-looking"), "{shown}");
@@ -376,6 +383,23 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("BARCODE_POLL_INTERVAL_MS")
+        );
+        for bad in ["0", "3601", "5m"] {
+            let mut vars = base();
+            vars.insert("MERCHANT_API_KEYS_REFRESH_SECONDS", bad);
+            assert!(
+                load(&vars, Function::Query)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("MERCHANT_API_KEYS_REFRESH_SECONDS"),
+                "{bad}"
+            );
+        }
+        let mut vars = base();
+        vars.insert("MERCHANT_API_KEYS_REFRESH_SECONDS", "60");
+        assert_eq!(
+            load(&vars, Function::Query).unwrap().merchant_keys_refresh,
+            Duration::from_secs(60)
         );
         let mut vars = base();
         vars.insert("CLAIM_LEASE_SECONDS", "6");

@@ -4,6 +4,7 @@
 //! - [`wiring`]: builds the real adapters (DynamoDB, SQS, Secrets Manager) and the Alipay
 //!   client once per sandbox.
 //! - [`auth`]: merchant request authentication of a `lambda_http::Request`.
+//! - [`key_ring`]: the merchant API keys, read again from Secrets Manager on an interval.
 //! - [`error`]: the JSON error body and its stable codes.
 //! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
 //! - [`telemetry`]: tracing and CloudWatch embedded metrics.
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod key_ring;
 pub mod telemetry;
 pub mod view;
 pub mod wiring;
@@ -21,6 +23,7 @@ pub mod wiring;
 pub use clock::SystemClock;
 pub use config::{Config, ConfigError, Function};
 pub use error::{ApiError, codes};
+pub use key_ring::KeyRing;
 pub use view::OrderView;
 
 use lambda_http::{Body, Request, Response};

@@ -1,9 +1,11 @@
 //! Builds the real adapters and the Alipay client once per Lambda sandbox (at init, before
 //! the first request), from a validated [`Config`]. Secrets are read from Secrets Manager or,
 //! for local runs, from files; they live in `SecretString`s and key types whose `Debug`
-//! redacts them, and no error carries a secret's value.
+//! redacts them, and no error carries a secret's value. The merchant API keys are read at
+//! init too, and, when kept in Secrets Manager, again on the request path (see [`KeyRing`]).
 
 use crate::config::{Config, SecretSource};
+use crate::key_ring::{KeyRing, KeyRingError};
 use alipay::client::{AlipayClient, ClientConfig};
 use alipay::{AlipayVerifier, PrivateKey, PublicKey};
 use aws_adapters::{
@@ -11,6 +13,7 @@ use aws_adapters::{
     aws_sdk_secretsmanager, aws_sdk_sqs,
 };
 use aws_config::SdkConfig;
+use chrono::Utc;
 use domain::auth::MerchantKeys;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -34,7 +37,7 @@ pub struct Adapters {
     /// Present for functions configured with `EXPIRY_QUEUE_URL`.
     pub expiry: Option<SqsExpiryScheduler>,
     pub alipay: AlipayClient,
-    pub merchant_keys: MerchantKeys,
+    pub merchant_keys: KeyRing,
 }
 
 /// Builds the adapters with the SDK's default chain (`AWS_ENDPOINT_URL` honoured).
@@ -48,7 +51,7 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets = SecretsLoader::new(aws_sdk_secretsmanager::Client::new(sdk));
     // Three independent reads at cold start: one round trip instead of three.
-    let (private_key_text, public_key_text, keys_text) = tokio::try_join!(
+    let (private_key_text, public_key_text, merchant_keys) = tokio::try_join!(
         read_secret(
             &secrets,
             "the Alipay app private key",
@@ -59,7 +62,7 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
             "the Alipay public key",
             &config.alipay.alipay_public_key,
         ),
-        read_secret(&secrets, "the merchant API keys", &config.merchant_keys),
+        merchant_key_ring(&secrets, config),
     )?;
     let app_private_key =
         PrivateKey::parse(private_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
@@ -85,11 +88,6 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         what: "the Alipay client configuration",
         reason: e.to_string(),
     })?;
-    let merchant_keys =
-        MerchantKeys::from_json(keys_text.expose_secret()).map_err(|e| WiringError::Invalid {
-            what: "the merchant API keys",
-            reason: e.to_string(),
-        })?;
     Ok(Adapters {
         orders: DynamoOrderStore::new(dynamo.clone(), config.orders_table.clone()),
         nonces: DynamoNonceStore::new(dynamo, config.nonces_table.clone()),
@@ -100,6 +98,39 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         alipay,
         merchant_keys,
     })
+}
+
+/// Keys kept in Secrets Manager are read again every `merchant_keys_refresh`; keys from a
+/// file or inline are read once.
+async fn merchant_key_ring(
+    secrets: &SecretsLoader,
+    config: &Config,
+) -> Result<KeyRing, WiringError> {
+    const WHAT: &str = "the merchant API keys";
+    let invalid = |reason: String| WiringError::Invalid { what: WHAT, reason };
+    match &config.merchant_keys {
+        SecretSource::SecretsManager(arn) => KeyRing::from_secret(
+            secrets.clone(),
+            arn.clone(),
+            config.merchant_keys_refresh,
+            Utc::now(),
+        )
+        .await
+        .map_err(|error| match error {
+            KeyRingError::Read(e) => WiringError::Secret {
+                what: WHAT,
+                source_name: arn.clone(),
+                reason: e.to_string(),
+            },
+            KeyRingError::Invalid(e) => invalid(e.to_string()),
+        }),
+        source => {
+            let text = read_secret(secrets, WHAT, source).await?;
+            MerchantKeys::from_json(text.expose_secret())
+                .map(KeyRing::fixed)
+                .map_err(|e| invalid(e.to_string()))
+        }
+    }
 }
 
 async fn read_secret(
