@@ -9,7 +9,9 @@
 //! `merchant_keys_refresh_failed` metric) and is tried again by a later request. Keys from a
 //! file or given inline (local runs, tests) stay as read at start.
 //!
-//! Time is the `now` the handler passes (its clock), so tests can move it.
+//! Time is the `now` the handler passes (its clock), so tests can move it. Hand-written: a
+//! locked snapshot and a try-lock for the one reader are all it takes, less code than setting
+//! up a cache crate to keep a stale entry when a read fails.
 
 use crate::telemetry;
 use aws_adapters::{SecretError, SecretsLoader};
