@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | `201` + order | this request created the order (or completed an abandoned attempt); the `status` says how it ended: PENDING (QR issued, or barcode left to the expiry job with `pending_reason`), PAID, CLOSED, FAILED (with `failure.code` = Alipay's `sub_code`) |
 //! | `200` + order + `Idempotent-Replayed: true` | the same request was made before: the order as it is now |
-//! | `400` | `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` (with `field`) |
+//! | `400` | `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` (with `field`), `invalid_query` (a query string whose escapes are not UTF-8) |
 //! | `401` | `auth_*` (see `domain::auth`) |
 //! | `404` / `405` | `not_found`, `method_not_allowed` |
 //! | `409` + `Retry-After` | `request_in_flight`: another request holds the order's lease |

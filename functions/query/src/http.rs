@@ -5,6 +5,7 @@
 //! | `200` + order | found (synced with Alipay when due) |
 //! | `200` + order with `"stale": true`, `sync_error` and a `Warning: 110` header | Alipay could not be asked; the stored state |
 //! | `400` `invalid_field` (`field: out_trade_no`) | the number is malformed |
+//! | `400` `invalid_query` | a query string whose escapes are not UTF-8 (it has no canonical form to sign) |
 //! | `401` | `auth_*` |
 //! | `404` `order_not_found` | no such order |
 //! | `404` / `405` | `not_found`, `method_not_allowed` |
