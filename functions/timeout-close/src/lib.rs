@@ -1,42 +1,72 @@
-//! Handler of the `timeout-close` function. Not built yet: every event fails with
-//! [`HandlerError::NotImplemented`] so that nothing is silently dropped.
+//! The `timeout-close` function: the expiry queue (SQS, with per-message delays) delivers
+//! each order when it is due, and this function settles it with Alipay.
+//!
+//! - [`expire`]: one message: re-enqueue if not due, else take the order over and settle it
+//!   (query; close, cancel, or converge).
+//! - [`batch`]: an SQS batch, answered with partial batch failures, so that SQS delivers again
+//!   only the messages that failed (after `maxReceiveCount` deliveries they go to the DLQ,
+//!   which is alarmed).
+//!
+//! The logic is generic over the ports; `main.rs` only wires the real adapters.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::LambdaEvent;
+pub mod batch;
+pub mod expire;
 
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    #[error("the timeout-close function is not implemented yet")]
-    NotImplemented,
+use domain::fence::LeasePolicy;
+use domain::order::OrderStatus;
+use domain::ports::{ScheduleError, StoreError};
+
+/// The expiry logic over its ports.
+pub struct Expiries<S, Q, G, C> {
+    pub store: S,
+    pub scheduler: Q,
+    pub gateway: G,
+    pub clock: C,
+    pub policy: LeasePolicy,
 }
 
-/// Lambda reports this as the invocation's error type, so alarms can tell causes apart.
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(error: HandlerError) -> Self {
-        let error_type = match error {
-            HandlerError::NotImplemented => "NotImplemented",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.to_owned(),
-            error_message: error.to_string(),
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Not due yet: enqueued again with the remaining delay.
+    NotDue,
+    /// Already PAID, CLOSED, FAILED or REFUNDED: nothing to do, Alipay not called.
+    AlreadySettled(OrderStatus),
+    /// Someone holds the order: enqueued again for when their lease ends.
+    Busy,
+    /// Settled now, in this status.
+    Settled(OrderStatus),
+    /// Alipay's trade contradicts the order: an anomaly record, for an operator.
+    Anomaly,
+    /// No such order (logged): nothing to close.
+    NoSuchOrder,
+}
+
+impl Handled {
+    /// A short, stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Handled::NotDue => "not_due",
+            Handled::AlreadySettled(_) => "already_settled",
+            Handled::Busy => "busy",
+            Handled::Settled(_) => "settled",
+            Handled::Anomaly => "anomaly",
+            Handled::NoSuchOrder => "no_such_order",
         }
     }
 }
 
-pub async fn handle(_event: LambdaEvent<SqsEvent>) -> Result<(), HandlerError> {
-    Err(HandlerError::NotImplemented)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn fails_instead_of_pretending() {
-        let event = LambdaEvent::new(SqsEvent::default(), lambda_runtime::Context::default());
-        assert!(matches!(
-            handle(event).await,
-            Err(HandlerError::NotImplemented)
-        ));
-    }
+/// Why a message must be delivered again.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpiryError {
+    #[error("the message is not an expiry message: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Scheduler(#[from] ScheduleError),
+    #[error("Alipay's answer is unknown ({0})")]
+    AlipayUnknown(String),
+    #[error("the order kept changing while it was taken over")]
+    Contended,
 }

@@ -5,14 +5,14 @@
 //! | --- | --- | --- |
 //! | `ORDERS_TABLE` | all | DynamoDB table of orders (and their events) |
 //! | `NONCES_TABLE` | all | DynamoDB table of merchant-API nonces (default: `ORDERS_TABLE`) |
-//! | `EXPIRY_QUEUE_URL` | pay | SQS queue of order expiries |
+//! | `EXPIRY_QUEUE_URL` | pay, timeout-close | SQS queue of order expiries |
 //! | `ALIPAY_APP_ID` | all | the merchant's Alipay app id |
 //! | `ALIPAY_GATEWAY_URL` | all | `https://openapi.alipay.com/gateway.do`, or the sandbox |
 //! | `ALIPAY_NOTIFY_URL` | pay | where Alipay posts notifications |
 //! | `ALIPAY_SELLER_ID` | optional | sent with `precreate` (the PID receiving the money) |
 //! | `ALIPAY_APP_PRIVATE_KEY_SECRET_ARN` or `ALIPAY_APP_PRIVATE_KEY_FILE` | all | the app private key |
 //! | `ALIPAY_PUBLIC_KEY` or `ALIPAY_PUBLIC_KEY_FILE` | all | Alipay's public key (PEM or bare Base64) |
-//! | `MERCHANT_API_KEYS_SECRET_ARN` or `MERCHANT_API_KEYS_FILE` | all | `{"key-id":"secret",...}` |
+//! | `MERCHANT_API_KEYS_SECRET_ARN` or `MERCHANT_API_KEYS_FILE` | pay, query | `{"key-id":"secret",...}` (not read by functions that serve no merchant request) |
 //! | `MERCHANT_API_KEYS_REFRESH_SECONDS` | optional | how often keys in Secrets Manager are read again, default 300 (1–3600): a removed key is refused, an added one accepted, within this delay (a file is read once) |
 //! | `ALIPAY_CONNECT_TIMEOUT_MS` | optional | default 3000 |
 //! | `ALIPAY_REQUEST_TIMEOUT_MS` | optional | whole-call budget, default 5000 |
@@ -35,6 +35,7 @@ use std::time::Duration;
 pub enum Function {
     Pay,
     Query,
+    TimeoutClose,
 }
 
 impl Function {
@@ -42,12 +43,23 @@ impl Function {
         match self {
             Function::Pay => "pay",
             Function::Query => "query",
+            Function::TimeoutClose => "timeout-close",
         }
+    }
+
+    /// Whether the function answers merchant API requests (and so needs the merchant keys).
+    pub fn serves_merchant_api(self) -> bool {
+        matches!(self, Function::Pay | Function::Query)
+    }
+
+    /// Whether the function sends side-effecting Alipay calls (and so fences them).
+    fn sends_fenced_calls(self) -> bool {
+        matches!(self, Function::Pay | Function::TimeoutClose)
     }
 
     fn default_timeout(self) -> Duration {
         match self {
-            Function::Pay => Duration::from_secs(60),
+            Function::Pay | Function::TimeoutClose => Duration::from_secs(60),
             Function::Query => Duration::from_secs(10),
         }
     }
@@ -120,7 +132,8 @@ pub struct Config {
     /// Present for the pay function.
     pub expiry_queue_url: Option<String>,
     pub alipay: AlipaySettings,
-    pub merchant_keys: SecretSource,
+    /// Only for the functions that serve the merchant API.
+    pub merchant_keys: Option<SecretSource>,
     /// How often merchant keys kept in Secrets Manager are read again.
     pub merchant_keys_refresh: Duration,
     pub knobs: Knobs,
@@ -223,12 +236,12 @@ impl Config {
             .optional("NONCES_TABLE")
             .unwrap_or_else(|| orders_table.clone());
         let expiry_queue_url = match function {
-            Function::Pay => Some(env.url("EXPIRY_QUEUE_URL")?),
+            Function::Pay | Function::TimeoutClose => Some(env.url("EXPIRY_QUEUE_URL")?),
             Function::Query => None,
         };
         let notify_url = match function {
             Function::Pay => Some(env.url("ALIPAY_NOTIFY_URL")?),
-            Function::Query => env.optional("ALIPAY_NOTIFY_URL"),
+            Function::Query | Function::TimeoutClose => env.optional("ALIPAY_NOTIFY_URL"),
         };
         let alipay = AlipaySettings {
             app_id: env.required("ALIPAY_APP_ID")?,
@@ -243,7 +256,11 @@ impl Config {
             connect_timeout: env.millis("ALIPAY_CONNECT_TIMEOUT_MS", 3_000, (100, 30_000))?,
             request_timeout: env.millis("ALIPAY_REQUEST_TIMEOUT_MS", 5_000, (500, 30_000))?,
         };
-        let merchant_keys = env.secret("MERCHANT_API_KEYS_SECRET_ARN", "MERCHANT_API_KEYS_FILE")?;
+        let merchant_keys = if function.serves_merchant_api() {
+            Some(env.secret("MERCHANT_API_KEYS_SECRET_ARN", "MERCHANT_API_KEYS_FILE")?)
+        } else {
+            None
+        };
         let merchant_keys_refresh =
             Duration::from_secs(env.number("MERCHANT_API_KEYS_REFRESH_SECONDS", 300, (1, 3600))?);
         let precreate_attempts =
@@ -294,7 +311,7 @@ impl Config {
     }
 
     fn check_budget(&self) -> Result<(), ConfigError> {
-        if self.function != Function::Pay {
+        if !self.function.sends_fenced_calls() {
             return Ok(());
         }
         let policy = domain::fence::LeasePolicy {
@@ -307,6 +324,9 @@ impl Config {
                 name: "CLAIM_LEASE_SECONDS",
                 reason: format!("{reason} (ALIPAY_REQUEST_TIMEOUT_MS)"),
             })?;
+        if self.function != Function::Pay {
+            return Ok(());
+        }
         let worst = self.barcode_worst_case();
         if worst > self.knobs.function_timeout {
             return Err(ConfigError::Invalid {
@@ -417,6 +437,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("FUNCTION_TIMEOUT_SECONDS")
+        );
+    }
+
+    #[test]
+    fn the_timeout_close_function_needs_the_queue_and_no_merchant_keys() {
+        let mut vars = base();
+        vars.remove("MERCHANT_API_KEYS_SECRET_ARN");
+        vars.remove("ALIPAY_NOTIFY_URL");
+        let config = load(&vars, Function::TimeoutClose).unwrap();
+        assert!(config.merchant_keys.is_none());
+        assert!(config.expiry_queue_url.is_some());
+        vars.remove("EXPIRY_QUEUE_URL");
+        assert_eq!(
+            load(&vars, Function::TimeoutClose).unwrap_err(),
+            ConfigError::Missing("EXPIRY_QUEUE_URL")
         );
     }
 

@@ -1,0 +1,204 @@
+//! One expiry message: the order it names is due. An order that is settled needs nothing; an
+//! order someone holds is looked at again when their lease ends; an order nobody holds is
+//! taken over (its lease), Alipay is asked, and the order is settled by Alipay's answer:
+//!
+//! | Alipay says | QR order | barcode order |
+//! | --- | --- | --- |
+//! | paid / closed | PAID / CLOSED (the missed notification) | same |
+//! | waiting for the buyer | `alipay.trade.close`, then CLOSED | `alipay.trade.cancel`, then CLOSED (or REFUNDED with an anomaly if the cancel refunded) |
+//! | no such trade | CLOSED here (the code was never scanned, and Alipay refuses it after `time_expire`) | `alipay.trade.cancel` (voids the number, so a late pay cannot land) |
+//! | unknown | lease released, the message is retried | same |
+//!
+//! A close that fails because the buyer paid in between is followed by a query: PAID. Every
+//! close and cancel is fenced (`domain::fence`), like the pay function's calls.
+
+use crate::{Expiries, ExpiryError, Handled};
+use alipay::api::{CloseRequest, QueryRequest, TradeRef};
+use alipay::outcome::Outcome;
+use aws_adapters::ExpiryMessage;
+use domain::Scene;
+use domain::converge::{Actor, AlipayView, apply_planned, apply_view, plan_cancelled, read_query};
+use domain::fence::{Fenced, apply_as_holder, cover, release};
+use domain::order::Order;
+use domain::ports::{Applied, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+
+/// Why an order was closed by this function, as recorded in its `Closed` event.
+pub mod reasons {
+    /// The order expired and Alipay's trade was closed (QR) or cancelled (barcode).
+    pub const EXPIRED: &str = "expired";
+    /// The order expired and Alipay never had a trade: the QR code was never scanned.
+    pub const EXPIRED_NEVER_SCANNED: &str = "expired_never_scanned";
+}
+
+/// Attempts at taking an order over when other writers keep changing it.
+const TAKE_OVER_ATTEMPTS: usize = 3;
+
+impl<S, Q, G, C> Expiries<S, Q, G, C>
+where
+    S: OrderStore,
+    Q: ExpiryScheduler,
+    G: PaymentGateway,
+    C: Clock,
+{
+    /// Handles one message; an error asks SQS to deliver it again.
+    pub async fn expire(&self, message: &ExpiryMessage) -> Result<Handled, ExpiryError> {
+        let no = &message.out_trade_no;
+        if !message.is_due(self.clock.now()) {
+            self.scheduler.schedule(no, message.due_at).await?;
+            return Ok(Handled::NotDue);
+        }
+        let Some(mut order) = self.store.get(no).await? else {
+            tracing::error!(out_trade_no = %no, "an expiry for an order that does not exist");
+            return Ok(Handled::NoSuchOrder);
+        };
+        for _ in 0..TAKE_OVER_ATTEMPTS {
+            let now = self.clock.now();
+            if order.status().is_final() {
+                return Ok(Handled::AlreadySettled(order.status()));
+            }
+            if let Some(until) = order.lease_until().filter(|_| order.lease_live(now)) {
+                // Someone is working on it: look again once their lease has run out.
+                let margin = chrono::Duration::from_std(self.policy.margin).unwrap_or_default();
+                self.scheduler.schedule(no, until + margin).await?;
+                return Ok(Handled::Busy);
+            }
+            let Ok(take_over) = order.take_over_lease(now, self.policy.lease_chrono()) else {
+                return Ok(Handled::Busy);
+            };
+            match self.store.apply(&take_over).await? {
+                Applied::Applied(held) => return self.settle(held).await,
+                Applied::Conflict(Some(current)) => order = current,
+                Applied::Conflict(None) => return Ok(Handled::NoSuchOrder),
+            }
+        }
+        // Others kept changing it: SQS brings the message back.
+        Err(ExpiryError::Contended)
+    }
+
+    /// `held` is open and its lease is ours.
+    async fn settle(&self, held: Order) -> Result<Handled, ExpiryError> {
+        let query = QueryRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
+        let view = read_query(&held, self.gateway.query(&query).await);
+        tracing::info!(out_trade_no = %held.out_trade_no(), alipay = view.kind(), scene = ?held.scene(), "expired order asked about");
+        match (view, held.scene()) {
+            (view @ (AlipayView::Paid { .. } | AlipayView::Closed { .. }), _) => {
+                self.converge(&held, view).await
+            }
+            (AlipayView::Waiting { .. }, Scene::Qr) => self.close(held).await,
+            (AlipayView::Waiting { .. } | AlipayView::NotExist, Scene::Barcode) => {
+                self.cancel(held).await
+            }
+            (AlipayView::NotExist, Scene::Qr) => {
+                let settled = apply_as_holder(&self.store, &self.clock, &held, |current, now| {
+                    current.closed(reasons::EXPIRED_NEVER_SCANNED, now)
+                })
+                .await?;
+                Ok(Handled::Settled(settled.order.status()))
+            }
+            (view @ AlipayView::Mismatch(_), _) => {
+                // Recorded as an anomaly for an operator; nothing is sent to Alipay.
+                apply_view(&self.store, &self.clock, &held, view, Actor::Holder(&held)).await?;
+                release(&self.store, &self.clock, &held).await;
+                Ok(Handled::Anomaly)
+            }
+            (AlipayView::Unknown(detail), _) => {
+                release(&self.store, &self.clock, &held).await;
+                Err(ExpiryError::AlipayUnknown(detail))
+            }
+        }
+    }
+
+    async fn converge(&self, held: &Order, view: AlipayView) -> Result<Handled, ExpiryError> {
+        let converged =
+            apply_view(&self.store, &self.clock, held, view, Actor::Holder(held)).await?;
+        Ok(Handled::Settled(converged.order.status()))
+    }
+
+    /// Fences the next call of `held`; `None` when someone else has the order now.
+    async fn fence(&self, held: &Order) -> Result<Option<Order>, ExpiryError> {
+        let work = self.gateway.call_timeout();
+        match cover(&self.store, &self.clock, &self.policy, held, work).await? {
+            Fenced::Held(order) => Ok(Some(order)),
+            Fenced::Lost(current) => {
+                tracing::warn!(out_trade_no = %held.out_trade_no(), status = current.status().as_str(), "another function has the order now");
+                Ok(None)
+            }
+        }
+    }
+
+    /// `alipay.trade.close` of a QR trade waiting for the buyer.
+    async fn close(&self, held: Order) -> Result<Handled, ExpiryError> {
+        let Some(held) = self.fence(&held).await? else {
+            return Ok(Handled::Busy);
+        };
+        let request = CloseRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
+        match Box::pin(self.gateway.close(&request)).await {
+            Outcome::Success(_) => {
+                let settled = apply_as_holder(&self.store, &self.clock, &held, |current, now| {
+                    current.closed(reasons::EXPIRED, now)
+                })
+                .await?;
+                Ok(Handled::Settled(settled.order.status()))
+            }
+            // Refused: the trade is no longer waiting (the buyer paid in between, or it closed
+            // by itself). Alipay says which.
+            Outcome::Failed(failure) => {
+                tracing::info!(out_trade_no = %held.out_trade_no(), sub_code = failure.sub_code.as_deref().unwrap_or(&failure.code), "close refused; asking Alipay");
+                let query = QueryRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
+                match read_query(&held, self.gateway.query(&query).await) {
+                    view @ (AlipayView::Paid { .. } | AlipayView::Closed { .. }) => {
+                        self.converge(&held, view).await
+                    }
+                    other => {
+                        release(&self.store, &self.clock, &held).await;
+                        Err(ExpiryError::AlipayUnknown(format!(
+                            "close refused, trade {}",
+                            other.kind()
+                        )))
+                    }
+                }
+            }
+            _ => {
+                release(&self.store, &self.clock, &held).await;
+                Err(ExpiryError::AlipayUnknown("close outcome unknown".into()))
+            }
+        }
+    }
+
+    /// `alipay.trade.cancel` of a barcode trade (Alipay's rule for face-to-face payments: an
+    /// unresolved barcode payment is cancelled, which also refunds it if it was paid).
+    async fn cancel(&self, held: Order) -> Result<Handled, ExpiryError> {
+        let Some(held) = self.fence(&held).await? else {
+            return Ok(Handled::Busy);
+        };
+        let request =
+            alipay::api::CancelRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
+        match Box::pin(self.gateway.cancel(&request)).await {
+            Outcome::Success(answer) if !answer.retry_flag => {
+                let settled = apply_planned(&self.store, &self.clock, &held, |current, now| {
+                    plan_cancelled(current, &answer, reasons::EXPIRED, now)
+                })
+                .await?;
+                Ok(Handled::Settled(settled.order.status()))
+            }
+            Outcome::Failed(failure) => {
+                tracing::info!(out_trade_no = %held.out_trade_no(), sub_code = failure.sub_code.as_deref().unwrap_or(&failure.code), "cancel refused; asking Alipay");
+                let query = QueryRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
+                let view = read_query(&held, self.gateway.query(&query).await);
+                let converged =
+                    apply_view(&self.store, &self.clock, &held, view, Actor::Holder(&held)).await?;
+                if converged.order.status().is_final() {
+                    return Ok(Handled::Settled(converged.order.status()));
+                }
+                release(&self.store, &self.clock, &converged.order).await;
+                Err(ExpiryError::AlipayUnknown("cancel refused".into()))
+            }
+            _ => {
+                release(&self.store, &self.clock, &held).await;
+                Err(ExpiryError::AlipayUnknown(
+                    "cancel outcome unknown or to be retried".into(),
+                ))
+            }
+        }
+    }
+}

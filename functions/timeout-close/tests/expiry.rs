@@ -1,0 +1,310 @@
+//! The expiry function against the AWS emulator and the Alipay sandbox: orders created by the
+//! pay function, messages as the expiry queue delivers them, Alipay's truth afterwards.
+
+use alipay::api::{
+    CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+};
+use alipay::client::AlipayClient;
+use alipay::outcome::Outcome;
+use aws_adapters::{DynamoOrderStore, ExpiryMessage, SqsExpiryScheduler};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use domain::OutTradeNo;
+use domain::fence::LeasePolicy;
+use domain::order::OrderStatus;
+use domain::ports::{Clock, OrderStore, PaymentGateway};
+use f2f_runtime::{Function, SystemClock};
+use harness::*;
+use pay::{PayApi, Payments, Settings};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use timeout_close::{Expiries, Handled};
+
+/// The system clock, moved forward: every order is due.
+#[derive(Clone, Copy)]
+struct Later(chrono::Duration);
+
+impl Clock for Later {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.0
+    }
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+/// The real client; counts the calls that move money, and can make the buyer pay at the
+/// sandbox just before a close reaches it.
+#[derive(Clone)]
+struct Watched {
+    inner: AlipayClient,
+    sandbox_url: String,
+    closes: Arc<AtomicU32>,
+    cancels: Arc<AtomicU32>,
+    pay_before_close: bool,
+}
+
+impl PaymentGateway for Watched {
+    fn call_timeout(&self) -> Duration {
+        self.inner.call_timeout()
+    }
+    async fn precreate(&self, request: &PrecreateRequest) -> Outcome<PrecreateResponse> {
+        self.inner.precreate(request).await
+    }
+    async fn pay(&self, request: &PayRequest) -> Outcome<PayResponse> {
+        self.inner.pay(request).await
+    }
+    async fn query(&self, request: &QueryRequest) -> Outcome<QueryResponse> {
+        self.inner.query(request).await
+    }
+    async fn cancel(&self, request: &CancelRequest) -> Outcome<CancelResponse> {
+        self.cancels.fetch_add(1, Ordering::SeqCst);
+        self.inner.cancel(request).await
+    }
+    async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
+        self.closes.fetch_add(1, Ordering::SeqCst);
+        if self.pay_before_close
+            && let alipay::api::TradeRef::OutTradeNo(no) = &request.trade
+        {
+            let url = format!("{}/sandbox/trades/{no}/pay", self.sandbox_url);
+            let _ = reqwest::Client::new()
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .await;
+        }
+        self.inner.close(request).await
+    }
+}
+
+type Subject = Expiries<DynamoOrderStore, SqsExpiryScheduler, Watched, Later>;
+
+struct Fixture {
+    env: Env,
+    expiries: Subject,
+    closes: Arc<AtomicU32>,
+    cancels: Arc<AtomicU32>,
+}
+
+async fn fixture(later: chrono::Duration, pay_before_close: bool) -> TestResult<Fixture> {
+    let env = Env::start().await?;
+    let config = env.config(Function::Pay)?;
+    let adapters = env.adapters(Function::Pay).await?;
+    let closes = Arc::new(AtomicU32::new(0));
+    let cancels = Arc::new(AtomicU32::new(0));
+    let expiries = Expiries {
+        store: adapters.orders,
+        scheduler: adapters.expiry.ok_or_else(|| err("no scheduler"))?,
+        gateway: Watched {
+            inner: adapters.alipay,
+            sandbox_url: env.sandbox_url.clone(),
+            closes: closes.clone(),
+            cancels: cancels.clone(),
+            pay_before_close,
+        },
+        clock: Later(later),
+        policy: LeasePolicy {
+            lease: config.knobs.claim_lease,
+            margin: LeasePolicy::DEFAULT_MARGIN,
+        },
+    };
+    Ok(Fixture {
+        env,
+        expiries,
+        closes,
+        cancels,
+    })
+}
+
+/// Creates an order through the pay function; returns its number and the pay answer.
+async fn create(env: &Env, body: Value) -> TestResult<(String, Value)> {
+    let config = env.config(Function::Pay)?;
+    let adapters = env.adapters(Function::Pay).await?;
+    let api = PayApi {
+        payments: Payments::new(
+            adapters.orders,
+            adapters.expiry.ok_or_else(|| err("no scheduler"))?,
+            adapters.alipay,
+            SystemClock,
+            Settings::from_config(&config),
+        ),
+        nonces: adapters.nonces,
+        keys: adapters.merchant_keys,
+        max_body_bytes: config.knobs.max_body_bytes,
+    };
+    let response = api
+        .handle(env.signed("POST", "/v1/payments", &body.to_string()))
+        .await;
+    let answer = body_json(&response);
+    let no = answer["out_trade_no"]
+        .as_str()
+        .ok_or_else(|| err(format!("create failed: {answer}")))?
+        .to_owned();
+    Ok((no, answer))
+}
+
+fn qr(no: &str) -> Value {
+    json!({"out_trade_no": no, "amount_fen": 500, "subject": "tea", "scene": "qr", "timeout_seconds": 60})
+}
+
+fn due_now(no: &str) -> TestResult<ExpiryMessage> {
+    Ok(ExpiryMessage {
+        out_trade_no: OutTradeNo::parse(no)?,
+        due_at: Utc::now(),
+    })
+}
+
+async fn status(f: &Fixture, no: &str) -> TestResult<OrderStatus> {
+    Ok(f.expiries
+        .store
+        .get(&OutTradeNo::parse(no)?)
+        .await?
+        .ok_or_else(|| err("gone"))?
+        .status())
+}
+
+async fn trade(env: &Env, no: &str) -> TestResult<Value> {
+    env.sandbox_get(&format!("/sandbox/trades/{no}")).await
+}
+
+#[tokio::test]
+async fn a_qr_code_never_scanned_is_closed_here_without_a_close_call() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::Settled(OrderStatus::Closed));
+    assert_eq!(status(&f, &no).await?, OrderStatus::Closed);
+    assert_eq!(f.closes.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_scanned_unpaid_qr_trade_is_closed_at_alipay_then_here() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let (code, _) = f
+        .env
+        .sandbox_post(&format!("/sandbox/trades/{no}/scan"), json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::Settled(OrderStatus::Closed));
+    assert_eq!(f.closes.load(Ordering::SeqCst), 1);
+    assert_eq!(trade(&f.env, &no).await?["trade_status"], "TRADE_CLOSED");
+    // Delivered again (SQS is at-least-once): nothing more happens.
+    let again = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(again, Handled::AlreadySettled(OrderStatus::Closed));
+    assert_eq!(f.closes.load(Ordering::SeqCst), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_payment_whose_notification_was_missed_is_recovered_as_paid() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let (code, _) = f
+        .env
+        .sandbox_post(&format!("/sandbox/trades/{no}/pay"), json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::Settled(OrderStatus::Paid));
+    assert_eq!(f.closes.load(Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_buyer_who_pays_just_before_the_close_gets_a_paid_order() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), true).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let (code, _) = f
+        .env
+        .sandbox_post(&format!("/sandbox/trades/{no}/scan"), json!({}))
+        .await?;
+    assert_eq!(code, 200);
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::Settled(OrderStatus::Paid));
+    assert_eq!(f.closes.load(Ordering::SeqCst), 1);
+    assert_eq!(trade(&f.env, &no).await?["trade_status"], "TRADE_SUCCESS");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_barcode_payment_left_waiting_is_cancelled() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let no = out_trade_no();
+    // The cancels of the pay request itself fail, so it leaves the order PENDING.
+    f.env
+        .fault(json!({"method": "alipay.trade.cancel", "code": "20000", "times": 3}))
+        .await?;
+    let (_, answer) = create(&f.env, json!({"out_trade_no": no, "amount_fen": 500, "subject": "tea", "scene": "barcode", "auth_code": auth_code("02", 0)})).await?;
+    assert_eq!(answer["status"], "PENDING", "{answer}");
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::Settled(OrderStatus::Closed));
+    assert_eq!(f.cancels.load(Ordering::SeqCst), 1);
+    assert_eq!(trade(&f.env, &no).await?["trade_status"], "TRADE_CLOSED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_due_is_enqueued_again_and_nothing_else() -> TestResult {
+    let f = fixture(chrono::Duration::zero(), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let before = f.env.queued_expiries().await?;
+    // A link of the chain for an order due in two hours (more than SQS's 900 s delay).
+    let message = ExpiryMessage {
+        out_trade_no: OutTradeNo::parse(&no)?,
+        due_at: Utc::now() + chrono::Duration::hours(2),
+    };
+    assert_eq!(f.expiries.expire(&message).await?, Handled::NotDue);
+    assert_eq!(f.env.queued_expiries().await?, before + 1);
+    assert_eq!(status(&f, &no).await?, OrderStatus::Pending);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_names_only_the_messages_that_must_come_back() -> TestResult {
+    let mut f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (settled, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let (scanned, _) = create(&f.env, qr(&out_trade_no())).await?;
+    f.env
+        .sandbox_post(&format!("/sandbox/trades/{scanned}/scan"), json!({}))
+        .await?;
+    // The first is settled while Alipay is up; then Alipay goes away.
+    f.expiries.expire(&due_now(&settled)?).await?;
+    f.env.stop_sandbox().await;
+    let record = |id: &str, body: String| {
+        let mut message = SqsMessage::default();
+        message.message_id = Some(id.to_owned());
+        message.body = Some(body);
+        message
+    };
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        record("m-settled", serde_json::to_string(&due_now(&settled)?)?),
+        record("m-unknown", serde_json::to_string(&due_now(&scanned)?)?),
+        record("m-garbage", "{\"not\":\"an expiry\"}".to_owned()),
+    ];
+    let response = f.expiries.handle_batch(event).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["m-unknown", "m-garbage"]);
+    assert_eq!(status(&f, &scanned).await?, OrderStatus::Pending);
+    let order = f
+        .expiries
+        .store
+        .get(&OutTradeNo::parse(&scanned)?)
+        .await?
+        .ok_or_else(|| err("gone"))?;
+    assert!(
+        !order.lease_live(Utc::now() + chrono::Duration::minutes(2)),
+        "released for the next delivery"
+    );
+    Ok(())
+}
