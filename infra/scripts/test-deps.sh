@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suites drive besides Rust, into ignored folders of this checkout
-# (.local/). Needs only Python 3 (with its venv module) and the package registries.
+# (.local/). Needs only Python 3 (with its venv module), Node.js with npm, and the package
+# registries.
 #
 # Every step is idempotent: it checks what is there and installs only what is missing or at
 # the wrong version, so `make test` runs this every time at almost no cost. Later suites add
@@ -137,7 +138,34 @@ step_alipay_sdk() {
     say "alipay-sdk-python==$ALIPAY_SDK_VERSION installed"
 }
 
-STEPS=(moto chromium alipay_sdk)
+# The official Alipay Node.js SDK (npm `alipay-sdk`, pinned) for the sandbox's conformance test
+# (infra/local/alipay-sandbox/conformance/sdk_check.cjs), installed with the machine's npm into
+# .local/node; the test finds it through NODE_PATH.
+NODE_DIR="$LOCAL_DIR/node"
+ALIPAY_SDK_NODE_VERSION=4.14.0
+MIN_NODE_MAJOR=18
+step_alipay_sdk_node() {
+    command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||
+        die "node and npm not found: install Node.js $MIN_NODE_MAJOR or newer (on Debian or Ubuntu: apt-get install nodejs npm)"
+    node -e "process.exit(Number(process.versions.node.split('.')[0]) >= $MIN_NODE_MAJOR ? 0 : 1)" ||
+        die "Node.js $(node --version) is too old: alipay-sdk needs $MIN_NODE_MAJOR or newer"
+    local installed
+    installed=$(NODE_PATH="$NODE_DIR/node_modules" node -p "require('alipay-sdk/package.json').version" 2>/dev/null || true)
+    if [[ "$installed" == "$ALIPAY_SDK_NODE_VERSION" ]] &&
+        NODE_PATH="$NODE_DIR/node_modules" node -e "require('alipay-sdk')" 2>/dev/null; then
+        say "alipay-sdk@$ALIPAY_SDK_NODE_VERSION (npm) already installed ($NODE_DIR)"
+        return
+    fi
+    mkdir -p "$NODE_DIR"
+    say "installing alipay-sdk@$ALIPAY_SDK_NODE_VERSION (npm) into $NODE_DIR"
+    npm install --prefix "$NODE_DIR" --no-audit --no-fund --save-exact --loglevel=error \
+        "alipay-sdk@$ALIPAY_SDK_NODE_VERSION" >/dev/null
+    NODE_PATH="$NODE_DIR/node_modules" node -e "require('alipay-sdk')" ||
+        die "alipay-sdk installed but does not load"
+    say "alipay-sdk@$ALIPAY_SDK_NODE_VERSION (npm) installed ($NODE_DIR)"
+}
+
+STEPS=(moto chromium alipay_sdk alipay_sdk_node)
 if (($# == 0)); then
     set -- "${STEPS[@]}"
 fi
