@@ -161,6 +161,7 @@ def query(args):
         trade_status=response.trade_status,
         total_amount=response.total_amount,
         buyer_user_id=response.buyer_user_id,
+        buyer_open_id=response.buyer_open_id,
     )
     finish(result)
 

@@ -14,11 +14,11 @@ pub const MISSING_ARGUMENTS: &str = "40001";
 pub const INVALID_ARGUMENTS: &str = "40002";
 pub const BUSINESS_FAILED: &str = "40004";
 
-/// Alipay's `msg` for each `code`.
+/// Alipay's `msg` for each `code` (the leading space of `10003`'s is Alipay's own).
 pub fn default_msg(code: &str) -> &'static str {
     match code {
         SUCCESS => "Success",
-        WAITING => "order success pay inprocess",
+        WAITING => " order success pay inprocess",
         UNKNOWN => "Service Currently Unavailable",
         "20001" => "Insufficient Token Permissions",
         MISSING_ARGUMENTS => "Missing Required Arguments",
@@ -84,6 +84,10 @@ impl Answer {
 
     pub fn trade_not_exist() -> Answer {
         Answer::business("ACQ.TRADE_NOT_EXIST", "交易不存在")
+    }
+
+    pub fn is_business_failure(&self) -> bool {
+        self.code == BUSINESS_FAILED
     }
 
     pub fn with_sub(mut self, sub_code: &str, sub_msg: &str) -> Answer {
@@ -205,6 +209,14 @@ mod tests {
         assert_eq!(
             answer.node_text(),
             r#"{"code":"10000","msg":"Success","qr_code":"https:\/\/qr.alipay.com\/x","out_trade_no":"A1"}"#
+        );
+    }
+
+    #[test]
+    fn waiting_msg_keeps_alipays_leading_space() {
+        assert_eq!(
+            Answer::waiting().node_text(),
+            r#"{"code":"10003","msg":" order success pay inprocess"}"#
         );
     }
 

@@ -126,13 +126,67 @@ impl Biz {
         Ok(amount)
     }
 
+    /// `subject`: required, at most 256 characters; unless `special_chars_allowed`, without
+    /// the characters Alipay's field rules forbid (`/`, `=`, `&`).
+    pub fn subject(&self, special_chars_allowed: bool) -> Result<String, Answer> {
+        let subject = self.required_text("subject", 256)?;
+        if !special_chars_allowed && subject.contains(['/', '=', '&']) {
+            return Err(Answer::invalid_parameter(
+                "subject 不可使用特殊字符，如 /，=，& 等",
+            ));
+        }
+        Ok(subject)
+    }
+
+    /// `product_code` (absent means `FACE_TO_FACE_PAYMENT`) must be the product the app is
+    /// signed for; another one is `ACQ.ACCESS_FORBIDDEN`.
+    pub fn check_product_code(&self, signed: &str) -> Result<(), Answer> {
+        let product_code = self
+            .text("product_code", 64)?
+            .unwrap_or_else(|| crate::rules::FACE_TO_FACE_PAYMENT.to_owned());
+        if product_code != signed {
+            return Err(Answer::business(
+                "ACQ.ACCESS_FORBIDDEN",
+                "无权限使用接口: 未签约该产品 (product_code)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `query_options`: the extra answer fields asked for (a JSON array of strings).
+    pub fn query_options(&self) -> Result<QueryOptions, Answer> {
+        let invalid = || Answer::invalid_parameter("query_options 必须是字符串数组");
+        match self.fields.get("query_options") {
+            None | Some(Value::Null) => Ok(QueryOptions::default()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|item| item.as_str().map(str::to_owned).ok_or_else(invalid))
+                .collect::<Result<Vec<_>, _>>()
+                .map(QueryOptions),
+            Some(_) => Err(invalid()),
+        }
+    }
+
+    /// `qr_code_timeout_express` of a precreate placed `now`: the text and the deadline
+    /// (same notation as `timeout_express`).
+    pub fn qr_code_deadline(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, Answer> {
+        let Some(text) = self.text("qr_code_timeout_express", 8)? else {
+            return Ok(None);
+        };
+        let deadline = timeout_deadline("qr_code_timeout_express", &text, now)?;
+        Ok(Some((text, deadline)))
+    }
+
     /// When an order placed `now` stops being payable: `time_expire` (Beijing time) wins over
     /// `timeout_express` (`90m`, `2h`, `1d`, or `1c` for "end of today"); the default is 3 h.
     pub fn expiry(&self, now: DateTime<Utc>) -> Result<Expiry, Answer> {
         let timeout_express = self.text("timeout_express", 8)?;
         let time_expire = self.text("time_expire", 32)?;
         let from_timeout = match timeout_express.as_deref() {
-            Some(text) => Some(timeout_deadline(text, now)?),
+            Some(text) => Some(timeout_deadline("timeout_express", text, now)?),
             None => None,
         };
         let expires_at = match time_expire.as_deref() {
@@ -175,10 +229,20 @@ pub struct Expiry {
     pub time_expire: Option<String>,
 }
 
-fn timeout_deadline(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Answer> {
+/// The extra fields a request asked for in `query_options`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOptions(Vec<String>);
+
+impl QueryOptions {
+    pub fn asks_for(&self, option: &str) -> bool {
+        self.0.iter().any(|o| o == option)
+    }
+}
+
+fn timeout_deadline(key: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Answer> {
     let invalid = || {
         Answer::invalid_parameter(format!(
-            "timeout_express 取值范围 1m~15d，m-分钟，h-小时，d-天，1c-当天: {text}"
+            "{key} 取值范围 1m~15d，m-分钟，h-小时，d-天，1c-当天: {text}"
         ))
     };
     if text == "1c" {
@@ -256,6 +320,35 @@ mod tests {
         assert!(
             biz(&format!(r#"{{"out_trade_no":"{}"}}"#, "a".repeat(65)))
                 .out_trade_no()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn subject_product_code_and_query_options() {
+        let plain = biz(r#"{"subject":"咖啡 x2"}"#);
+        assert_eq!(plain.subject(false), Ok("咖啡 x2".to_owned()));
+        for special in ["a/b", "a=b", "a&b"] {
+            let special = biz(&format!(r#"{{"subject":"{special}"}}"#));
+            assert!(special.subject(false).is_err());
+            assert!(special.subject(true).is_ok());
+        }
+        assert_eq!(biz("{}").check_product_code("FACE_TO_FACE_PAYMENT"), Ok(()));
+        let other = biz(r#"{"product_code":"QUICK_WAP_WAY"}"#);
+        assert_eq!(
+            other
+                .check_product_code("FACE_TO_FACE_PAYMENT")
+                .err()
+                .and_then(|a| a.sub_code)
+                .as_deref(),
+            Some("ACQ.ACCESS_FORBIDDEN")
+        );
+        assert!(biz("{}").check_product_code("OFFLINE_PAYMENT").is_err());
+        let options = biz(r#"{"query_options":["fund_bill_list"]}"#).query_options();
+        assert!(options.is_ok_and(|o| o.asks_for("fund_bill_list") && !o.asks_for("x")));
+        assert!(
+            biz(r#"{"query_options":"fund_bill_list"}"#)
+                .query_options()
                 .is_err()
         );
     }

@@ -40,7 +40,7 @@ pub fn scan(
     }
     match trade.stage {
         Stage::AwaitingScan => {
-            state.open_trade(out_trade_no, ctx, buyer);
+            state.scan_trade(out_trade_no, ctx, buyer);
             Ok(())
         }
         Stage::WaitBuyerPay => Ok(()),
@@ -48,7 +48,9 @@ pub fn scan(
         Stage::Voided => Err(BuyerError::Conflict(
             "the order was cancelled before anyone scanned it".into(),
         )),
-        Stage::TradeSuccess => Err(BuyerError::Conflict("the trade is already paid".into())),
+        Stage::TradeSuccess | Stage::TradeFinished => {
+            Err(BuyerError::Conflict("the trade is already paid".into()))
+        }
         Stage::TradeClosed => Err(BuyerError::Conflict("the trade is closed".into())),
     }
 }
@@ -74,7 +76,9 @@ pub fn pay(
             state.complete_payment(out_trade_no, ctx);
             Ok(())
         }
-        Some(Stage::TradeSuccess) => Err(BuyerError::Conflict("the trade is already paid".into())),
+        Some(Stage::TradeSuccess | Stage::TradeFinished) => {
+            Err(BuyerError::Conflict("the trade is already paid".into()))
+        }
         Some(Stage::Lapsed) => Err(BuyerError::Conflict("the QR code has expired".into())),
         Some(Stage::Voided) => Err(BuyerError::Conflict(
             "the order was cancelled before anyone scanned it".into(),

@@ -1,5 +1,6 @@
 //! How a sandbox is started: what the CLI parses into, and what tests build in-process.
 
+use crate::rules::Rules;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub struct Config {
     pub allow_remote: bool,
     /// How long (real time) a `bill_download_url` works; Alipay's live about 30 s.
     pub bill_url_ttl: Duration,
+    /// The rules a new state starts with (a state file keeps its own).
+    pub rules: Rules,
 }
 
 impl Config {
@@ -40,6 +43,7 @@ impl Config {
             notify_timeout: Duration::from_secs(10),
             allow_remote: false,
             bill_url_ttl: crate::bill::DEFAULT_URL_TTL,
+            rules: Rules::default(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub fn routes() -> Router<Sandbox> {
             "/sandbox/faults",
             get(list_faults).post(add_fault).delete(clear_faults),
         )
+        .route("/sandbox/rules", get(rules).post(set_rules))
         .route("/sandbox/clock", get(clock))
         .route("/sandbox/clock/advance", post(advance_clock))
         .route("/sandbox/reset", post(reset))
@@ -123,6 +124,7 @@ pub fn trade_json(trade: &Trade, notifications: &[Notification]) -> Value {
         "gmt_payment": optional_time(trade.gmt_payment),
         "gmt_close": optional_time(trade.gmt_close),
         "buyer_user_id": trade.buyer.as_ref().map(|b| &b.user_id),
+        "buyer_open_id": trade.buyer.as_ref().map(|b| crate::ids::open_id(&trade.app_id, &b.user_id)),
         "buyer_logon_id": trade.buyer.as_ref().map(|b| &b.logon_id),
         "pending": trade.pending.map(|p| json!({"action": p.action, "due_at": time(p.due_at)})),
         "close_reason": trade.close_reason,
@@ -389,6 +391,26 @@ async fn clear_faults(State(sandbox): State<Sandbox>) -> Reply {
         .mutate(|state, _| std::mem::take(&mut state.faults).len())
         .await;
     Ok(axum::Json(json!({"cleared": cleared})))
+}
+
+async fn rules(State(sandbox): State<Sandbox>) -> Reply {
+    let rules = sandbox.mutate(|state, _| state.rules.clone()).await;
+    Ok(axum::Json(json!(rules)))
+}
+
+/// Changes the fields given (a JSON object); answers the rules now in force.
+async fn set_rules(State(sandbox): State<Sandbox>, body: Bytes) -> Reply {
+    let patch: Value = parse_body(&body)?;
+    let patch = if patch.is_null() { json!({}) } else { patch };
+    let rules = sandbox
+        .mutate(|state, _| {
+            let rules = state.rules.patched(&patch)?;
+            state.rules = rules.clone();
+            Ok::<_, String>(rules)
+        })
+        .await
+        .map_err(|e| ControlError(StatusCode::BAD_REQUEST, format!("invalid rules: {e}")))?;
+    Ok(axum::Json(json!(rules)))
 }
 
 fn clock_json(sandbox: &Sandbox, now: DateTime<Utc>) -> Value {

@@ -46,9 +46,31 @@ pub fn qr_code() -> String {
     )
 }
 
-/// A notification id (Alipay's are 32-34 lowercase alphanumerics).
-pub fn notify_id() -> String {
-    random_alphanumeric_lower(32)
+/// A notification id as Alipay writes them: 34 digits, the Beijing date, `00222`, the Beijing
+/// time of day, then 15 digits (e.g. `2019081500222155624068450559358070`).
+pub fn notify_id(at: DateTime<Utc>) -> String {
+    let stamp: String = alipay::time::format_beijing(at)
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let (date, time) = stamp.split_at(stamp.len().min(8));
+    format!("{date}00222{time}{}", random_digits(15))
+}
+
+/// The buyer's OpenID in this app: 47 characters (`0`, two digits, 44 of Base64url), the same
+/// for the same app and buyer every time, different between apps, as Alipay's are.
+pub fn open_id(app_id: &str, user_id: &str) -> String {
+    use base64::Engine;
+    use sha2::{Digest, Sha512};
+    let digest = Sha512::new()
+        .chain_update(app_id.as_bytes())
+        .chain_update(b"/")
+        .chain_update(user_id.as_bytes())
+        .finalize();
+    let prefix = digest.first().copied().unwrap_or_default() % 100;
+    let body = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(digest.get(1..34).unwrap_or_default());
+    format!("0{prefix:02}{body}")
 }
 
 /// `2088` + 12 digits.
@@ -88,6 +110,15 @@ mod tests {
         assert_eq!(user_id().len(), 16);
         assert_eq!(app_id().len(), 16);
         assert_eq!(masked_logon_id("0123456789"), "101****6789");
-        assert_ne!(notify_id(), notify_id());
+        // 2026-03-04 09:02:03 in Beijing.
+        let notify = t.map(notify_id).unwrap_or_default();
+        assert_eq!(notify.len(), 34, "{notify}");
+        assert!(notify.starts_with("2026030400222090203"), "{notify}");
+        assert!(notify.bytes().all(|b| b.is_ascii_digit()), "{notify}");
+        let open = open_id("2021000000000001", "2088100012345678");
+        assert_eq!(open.len(), 47, "{open}");
+        assert!(open.starts_with('0'), "{open}");
+        assert_eq!(open, open_id("2021000000000001", "2088100012345678"));
+        assert_ne!(open, open_id("2021000000000002", "2088100012345678"));
     }
 }

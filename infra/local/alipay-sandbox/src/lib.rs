@@ -7,7 +7,8 @@
 //! Layout: [`config`] and [`identity`] (start-up, key files), [`server`] (routes, HTTP),
 //! [`gateway`] (checks and dispatch), [`methods`] (the rules per method), [`state`] and
 //! [`trade`] (what is remembered), [`notify`] (notifications), [`faults`], [`clock`] and
-//! `scheduler` (time), [`control`] and [`buyer`] (the control API), [`bill`] (bills).
+//! `scheduler` (time), [`control`] and [`buyer`] (the control API), [`bill`] (bills), [`rules`]
+//! (the per-app rules whose defaults are the stricter choice).
 
 pub mod answer;
 pub mod auth_code;
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod methods;
 pub mod notify;
 mod persist;
+pub mod rules;
 pub mod sandbox;
 mod scheduler;
 pub mod server;
@@ -139,9 +141,9 @@ pub async fn spawn(config: Config) -> Result<RunningSandbox, StartError> {
             Some((state, saved_at)) => {
                 (state, saved_at.clamp(real_now, real_now + MAX_RESUME_AHEAD))
             }
-            None => (state::State::default(), real_now),
+            None => (state::State::new(config.rules.clone()), real_now),
         },
-        None => (state::State::default(), real_now),
+        None => (state::State::new(config.rules.clone()), real_now),
     };
     let http = reqwest::Client::builder()
         .timeout(config.notify_timeout)

@@ -4,6 +4,7 @@
 use alipay_sandbox::Config;
 use alipay_sandbox::bill::synth::{self, SynthOptions};
 use alipay_sandbox::config::{ALIPAY_RETRY_SCHEDULE, parse_duration, parse_schedule};
+use alipay_sandbox::rules::Rules;
 use clap::Parser;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -47,6 +48,15 @@ struct Args {
     /// How long (real seconds) a bill download URL works.
     #[arg(long, default_value_t = 30)]
     bill_url_ttl_seconds: u64,
+    /// Rules a new state starts with, as a JSON object of the fields to change, e.g.
+    /// '{"buyer_id":"user_id"}' (see README, "Rules").
+    #[arg(long, default_value = "{}", value_parser = parse_rules)]
+    rules: Rules,
+}
+
+fn parse_rules(text: &str) -> Result<Rules, String> {
+    let patch: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Rules::default().patched(&patch)
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -133,6 +143,7 @@ fn main() -> ExitCode {
         notify_timeout: args.notify_timeout,
         allow_remote: args.allow_remote,
         bill_url_ttl: Duration::from_secs(args.bill_url_ttl_seconds),
+        rules: args.rules,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

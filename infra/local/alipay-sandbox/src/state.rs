@@ -10,6 +10,7 @@ use crate::ids;
 use crate::notify::compose::{self, Event};
 use crate::notify::delivery::{self, DeliveryJob};
 use crate::notify::{Attempt, Notification, Switches, SwitchesPatch};
+use crate::rules::Rules;
 use crate::trade::{Buyer, BuyerAction, CloseReason, Refund, Stage, Trade};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,8 @@ pub struct State {
     pub switches: Switches,
     /// Per-`out_trade_no` overrides of `switches`.
     pub trade_switches: BTreeMap<String, SwitchesPatch>,
+    /// The app's rules (kept by a reset, like the keys).
+    pub rules: Rules,
     next_id: u64,
 }
 
@@ -49,9 +52,18 @@ enum Timer {
     QrLapsed,
     Buyer(BuyerAction),
     Expired,
+    RefundWindowOver,
 }
 
 impl State {
+    /// An empty state with these rules.
+    pub fn new(rules: Rules) -> State {
+        State {
+            rules,
+            ..State::default()
+        }
+    }
+
     pub fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -84,10 +96,10 @@ impl State {
         self.switches.with(self.trade_switches.get(out_trade_no))
     }
 
-    /// Forgets every order, notification, fault and switch (keys and identity stay).
+    /// Forgets every order, notification, fault and switch (keys, identity and rules stay).
     pub fn reset(&mut self) {
         let next_id = self.next_id;
-        *self = State::default();
+        *self = State::new(std::mem::take(&mut self.rules));
         self.next_id = next_id;
     }
 
@@ -117,6 +129,13 @@ impl State {
             trade.gmt_create = Some(ctx.now);
             trade.buyer = Some(buyer);
         }
+    }
+
+    /// A buyer scanned a precreated QR code: the trade exists, and the WAIT_BUYER_PAY
+    /// notification (switch `wait_buyer_pay`).
+    pub fn scan_trade(&mut self, key: &str, ctx: &Ctx<'_>, buyer: Buyer) {
+        self.open_trade(key, ctx, buyer);
+        self.notify(key, ctx, Event::Scanned);
     }
 
     /// The buyer paid: TRADE_SUCCESS, and the TRADE_SUCCESS notification.
@@ -172,6 +191,7 @@ impl State {
         let switches = self.switches_for(key);
         let wanted = match event {
             Event::Paid => true,
+            Event::Scanned => switches.wait_buyer_pay,
             Event::Closed => switches.trade_closed,
             Event::Refunded(_) => switches.refunds,
             Event::StaleWaiting => false,
@@ -185,8 +205,9 @@ impl State {
         if !wanted {
             return;
         }
-        let notify_id = ids::notify_id();
-        let (status, fields) = compose::fields(trade, ctx.identity, &notify_id, &event);
+        let buyer_id = self.rules.buyer_id;
+        let notify_id = ids::notify_id(ctx.now);
+        let (status, fields) = compose::fields(trade, ctx.identity, &notify_id, &event, buyer_id);
         // With out_of_order: the previous notification of this trade, or a stale waiting one.
         let stale_parts = switches.out_of_order.then(|| {
             self.notifications
@@ -201,9 +222,14 @@ impl State {
                     )
                 })
                 .unwrap_or_else(|| {
-                    let stale_id = ids::notify_id();
-                    let (status, fields) =
-                        compose::fields(trade, ctx.identity, &stale_id, &Event::StaleWaiting);
+                    let stale_id = ids::notify_id(ctx.now);
+                    let (status, fields) = compose::fields(
+                        trade,
+                        ctx.identity,
+                        &stale_id,
+                        &Event::StaleWaiting,
+                        buyer_id,
+                    );
                     (stale_id, status.as_str().to_owned(), fields)
                 })
         });
@@ -262,6 +288,7 @@ impl State {
     /// Applies every timer that is due at `ctx.now`, oldest first.
     pub fn run_timers(&mut self, ctx: &Ctx<'_>) {
         let now = ctx.now;
+        let refund_window = self.rules.refund_window();
         let mut due: Vec<(DateTime<Utc>, Timer, String)> = Vec::new();
         for (key, trade) in &self.trades {
             match trade.stage {
@@ -279,6 +306,11 @@ impl State {
                     }
                     _ => {}
                 },
+                Stage::TradeSuccess => {
+                    if let Some(at) = finishes_at(trade, refund_window).filter(|at| *at <= now) {
+                        due.push((at, Timer::RefundWindowOver, key.clone()));
+                    }
+                }
                 _ => {}
             }
         }
@@ -298,15 +330,24 @@ impl State {
                     self.close_trade(&key, &at_ctx, CloseReason::BuyerDeclined);
                 }
                 Timer::Expired => self.close_trade(&key, &at_ctx, CloseReason::Expired),
+                Timer::RefundWindowOver => {
+                    if let Some(trade) = self.trades.get_mut(&key)
+                        && trade.stage == Stage::TradeSuccess
+                    {
+                        trade.stage = Stage::TradeFinished;
+                    }
+                }
             }
         }
     }
 
     /// The earliest sandbox instant at which something becomes due.
     pub fn next_deadline(&self) -> Option<DateTime<Utc>> {
+        let refund_window = self.rules.refund_window();
         let trade_deadlines = self.trades.values().flat_map(|t| match t.stage {
             Stage::AwaitingScan => vec![t.qr_expires_at],
             Stage::WaitBuyerPay => vec![Some(t.expires_at), t.pending.map(|p| p.due_at)],
+            Stage::TradeSuccess => vec![finishes_at(t, refund_window)],
             _ => vec![],
         });
         let notification_deadlines = self
@@ -384,4 +425,9 @@ impl State {
             }
         }
     }
+}
+
+/// When a paid trade's refund window ends.
+fn finishes_at(trade: &Trade, refund_window: TimeDelta) -> Option<DateTime<Utc>> {
+    trade.gmt_payment?.checked_add_signed(refund_window)
 }

@@ -21,6 +21,8 @@ pub enum Stage {
     WaitBuyerPay,
     TradeSuccess,
     TradeClosed,
+    /// Paid, and the refund window is over: nothing can be refunded any more.
+    TradeFinished,
 }
 
 impl Stage {
@@ -31,6 +33,7 @@ impl Stage {
             Stage::WaitBuyerPay => Some(TradeStatus::WaitBuyerPay),
             Stage::TradeSuccess => Some(TradeStatus::TradeSuccess),
             Stage::TradeClosed => Some(TradeStatus::TradeClosed),
+            Stage::TradeFinished => Some(TradeStatus::TradeFinished),
         }
     }
 
@@ -42,6 +45,7 @@ impl Stage {
             Stage::WaitBuyerPay => "WAIT_BUYER_PAY",
             Stage::TradeSuccess => "TRADE_SUCCESS",
             Stage::TradeClosed => "TRADE_CLOSED",
+            Stage::TradeFinished => "TRADE_FINISHED",
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct Terms {
     pub terminal_id: Option<String>,
     pub timeout_express: Option<String>,
     pub time_expire: Option<String>,
+    /// QR orders only: how long the order may be paid, counted from the precreate.
+    #[serde(default)]
+    pub qr_code_timeout_express: Option<String>,
     /// `precreate` or `barcode`: a QR order cannot be continued as a barcode payment.
     pub product_kind: String,
 }
@@ -222,6 +229,16 @@ impl Trade {
     /// Whether a trade exists at Alipay (query, close and refund can find it).
     pub fn exists(&self) -> bool {
         self.stage.trade_status().is_some()
+    }
+
+    /// Whether the buyer paid (refunds may have followed).
+    pub fn is_paid(&self) -> bool {
+        matches!(self.stage, Stage::TradeSuccess | Stage::TradeFinished)
+    }
+
+    /// Refunds made with `alipay.trade.refund` (not by a cancel).
+    pub fn has_merchant_refunds(&self) -> bool {
+        self.refunds.iter().any(|r| !r.by_cancel)
     }
 
     pub fn refund(&self, out_request_no: &str) -> Option<&Refund> {

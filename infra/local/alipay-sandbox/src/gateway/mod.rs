@@ -8,6 +8,7 @@ use crate::answer::{self, Answer, Signing, render_body};
 use crate::biz::Biz;
 use crate::faults::{self, FaultSpec};
 use crate::methods::{self, Call, Method};
+use crate::rules::{AnswerContentType, Rules};
 use crate::sandbox::Sandbox;
 use crate::server::DropConnection;
 use alipay::canonical;
@@ -47,7 +48,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let raw = RawParams::from_parts(query.unwrap_or_default().as_bytes(), &body);
-    let accepted = match check(&sandbox, &raw) {
+    let rules = sandbox.mutate(|state, _| state.rules.clone()).await;
+    let accepted = match check(&sandbox, &raw, &rules) {
         Ok(accepted) => accepted,
         Err(refusal) => {
             tracing::info!(
@@ -63,7 +65,7 @@ async fn handle(
                 &sandbox.identity().alipay_private_key,
                 refusal.encoding,
             );
-            return respond(body, refusal.encoding);
+            return respond(body, refusal.encoding, rules.content_type);
         }
     };
     let method = accepted.method;
@@ -104,14 +106,19 @@ async fn handle(
         &sandbox.identity().alipay_private_key,
         accepted.encoding,
     );
-    respond(body, accepted.encoding)
+    respond(body, accepted.encoding, rules.content_type)
 }
 
-fn respond(body: Vec<u8>, encoding: &'static Encoding) -> Response {
-    let content_type = if encoding == UTF_8 {
-        "application/json;charset=utf-8"
-    } else {
-        "application/json;charset=GBK"
+fn respond(
+    body: Vec<u8>,
+    encoding: &'static Encoding,
+    content_type: AnswerContentType,
+) -> Response {
+    let content_type = match (content_type, encoding == UTF_8) {
+        (AnswerContentType::Html, true) => "text/html;charset=utf-8",
+        (AnswerContentType::Html, false) => "text/html;charset=GBK",
+        (AnswerContentType::Json, true) => "application/json;charset=utf-8",
+        (AnswerContentType::Json, false) => "application/json;charset=GBK",
     };
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
@@ -145,7 +152,7 @@ fn invalid(node: &str, sub_code: &str, sub_msg: &str, encoding: &'static Encodin
 }
 
 /// Alipay's gateway checks, in the order it applies them.
-fn check(sandbox: &Sandbox, raw: &RawParams) -> Result<Accepted, Box<Refusal>> {
+fn check(sandbox: &Sandbox, raw: &RawParams, rules: &Rules) -> Result<Accepted, Box<Refusal>> {
     let present = |key: &str| raw.system(key).filter(|v| !v.is_empty());
     let Some(method_name) = present("method") else {
         return Err(missing(
@@ -237,6 +244,14 @@ fn check(sandbox: &Sandbox, raw: &RawParams) -> Result<Accepted, Box<Refusal>> {
             encoding,
         ));
     }
+    if !timestamp_is_current(&timestamp, rules) {
+        return Err(invalid(
+            &node,
+            "isv.invalid-timestamp",
+            "非法的时间戳参数，timestamp 与当前北京时间相差过大",
+            encoding,
+        ));
+    }
     let Some(version) = get("version") else {
         return Err(missing(
             &node,
@@ -283,6 +298,16 @@ fn check(sandbox: &Sandbox, raw: &RawParams) -> Result<Accepted, Box<Refusal>> {
         node,
         encoding,
     })
+}
+
+/// Whether `timestamp` (Beijing time) is within the allowed skew of *real* time: the merchant's
+/// clock is a real clock, whatever the sandbox clock has been advanced to.
+fn timestamp_is_current(timestamp: &str, rules: &Rules) -> bool {
+    let Some(skew) = rules.timestamp_skew() else {
+        return true;
+    };
+    alipay::time::parse_beijing(timestamp)
+        .is_ok_and(|sent| (chrono::Utc::now() - sent).abs() <= skew)
 }
 
 /// The escaping Alipay applies to the verification string it echoes.

@@ -5,6 +5,7 @@
 use super::Call;
 use super::views::{
     context_inconsistent, pay_answer, read_terms, trade_has_close, trade_has_success,
+    wants_fund_bills,
 };
 use crate::answer::Answer;
 use crate::auth_code::{AuthCode, PayBehaviour};
@@ -25,7 +26,8 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
     }
     let auth_code = biz.required_text("auth_code", 64)?;
     let expiry = biz.expiry(ctx.now)?;
-    let terms = read_terms(biz, &expiry, "barcode")?;
+    let terms = read_terms(biz, &expiry, "barcode", &state.rules)?;
+    let fund_bills = wants_fund_bills(&biz.query_options()?, &state.rules);
     if state.voided_out_trade_nos.contains(&out_trade_no) {
         return Err(trade_has_close());
     }
@@ -34,9 +36,14 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
             return Err(context_inconsistent());
         }
         return match existing.stage {
-            Stage::TradeSuccess => Err(trade_has_success()),
+            Stage::TradeSuccess | Stage::TradeFinished => Err(trade_has_success()),
             // The buyer is still confirming the first request: same answer again.
-            Stage::WaitBuyerPay => Ok(pay_answer(Answer::waiting(), existing)),
+            Stage::WaitBuyerPay => Ok(pay_answer(
+                Answer::waiting(),
+                existing,
+                &state.rules,
+                fund_bills,
+            )),
             _ => Err(trade_has_close()),
         };
     }
@@ -97,10 +104,8 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
             return Err(Answer::business(failure.sub_code(), failure.sub_msg()));
         }
     };
-    let trade = state
-        .trades
-        .get_mut(&out_trade_no)
-        .ok_or_else(Answer::unknown)?;
+    let State { trades, rules, .. } = state;
+    let trade = trades.get_mut(&out_trade_no).ok_or_else(Answer::unknown)?;
     trade.pending = pending;
-    Ok(pay_answer(base, trade))
+    Ok(pay_answer(base, trade, rules, fund_bills))
 }

@@ -1,5 +1,7 @@
 //! `alipay.trade.precreate`: a QR code for the buyer to scan. No trade exists at Alipay until
 //! someone scans it; repeating the identical request returns the same QR code.
+//! `qr_code_timeout_express` bounds both the QR code and the order, counted from the
+//! precreate; the QR code is never scannable for more than 2 h.
 
 use super::Call;
 use super::views::{context_inconsistent, read_terms, trade_has_close, trade_has_success};
@@ -13,7 +15,9 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
     let biz = &call.biz;
     let out_trade_no = biz.required_out_trade_no()?;
     let expiry = biz.expiry(ctx.now)?;
-    let terms = read_terms(biz, &expiry, "precreate")?;
+    let qr_deadline = biz.qr_code_deadline(ctx.now)?;
+    let mut terms = read_terms(biz, &expiry, "precreate", &state.rules)?;
+    terms.qr_code_timeout_express = qr_deadline.as_ref().map(|(text, _)| text.clone());
     if state.voided_out_trade_nos.contains(&out_trade_no) {
         return Err(trade_has_close());
     }
@@ -25,13 +29,17 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
             (Stage::AwaitingScan | Stage::WaitBuyerPay, Product::Precreate { qr_code }) => {
                 Ok(success(&out_trade_no, qr_code))
             }
-            (Stage::TradeSuccess, _) => Err(trade_has_success()),
+            (Stage::TradeSuccess | Stage::TradeFinished, _) => Err(trade_has_success()),
             _ => Err(trade_has_close()),
         };
     }
+    let expires_at = match &qr_deadline {
+        Some((_, deadline)) => expiry.expires_at.min(*deadline),
+        None => expiry.expires_at,
+    };
     let qr_code = ids::qr_code();
     let trade = Trade {
-        qr_expires_at: Some(expiry.expires_at.min(ctx.now + QR_LIFETIME)),
+        qr_expires_at: Some(expires_at.min(ctx.now + QR_LIFETIME)),
         ..Trade::ordered(
             call.app_id.clone(),
             out_trade_no.clone(),
@@ -41,7 +49,7 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
             terms,
             call.notify_url.clone(),
             ctx.now,
-            expiry.expires_at,
+            expires_at,
         )
     };
     state.trades.insert(out_trade_no.clone(), trade);

@@ -1,20 +1,33 @@
-//! `alipay.trade.refund`: refunds of a paid trade, idempotent per `out_request_no`.
+//! `alipay.trade.refund`: refunds of a paid trade, idempotent per `out_request_no`, within the
+//! refund window. `send_back_fee` and `refund_detail_item_list` come only with
+//! `query_options=["refund_detail_item_list"]`. Refusals echo `out_trade_no` with zero
+//! `refund_fee`/`send_back_fee`, as Alipay's do.
 
 use super::Call;
-use super::views::trade_status_error;
+use super::views::{trade_has_finished, trade_status_error, with_buyer_id};
 use crate::answer::Answer;
+use crate::biz::QueryOptions;
+use crate::rules::BuyerIdKind;
 use crate::state::{Ctx, State};
 use crate::trade::{Refund, Stage, Trade};
 use alipay::Fen;
 use alipay::time::format_beijing;
+use serde_json::json;
 
 pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answer> {
+    let out_trade_no = call.biz.out_trade_no().ok().flatten();
+    refund(state, ctx, call).map_err(|refusal| with_refusal_fields(refusal, out_trade_no))
+}
+
+fn refund(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answer> {
     let biz = &call.biz;
     let reference = biz.trade_reference()?;
     let amount = biz
         .amount("refund_amount")?
         .ok_or_else(|| Answer::invalid_parameter("缺少必选参数 refund_amount"))?;
     let out_request_no = biz.text("out_request_no", 64)?;
+    let options = biz.query_options()?;
+    let buyer_id = state.rules.buyer_id;
     let key = state
         .find_existing(&reference)
         .ok_or_else(Answer::trade_not_exist)?;
@@ -29,24 +42,26 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
                 "退款请求号对应的退款金额与之前不一致",
             ));
         }
-        let at = previous.at;
-        return Ok(answer(trade, false, None, at));
+        let moved = Moved {
+            amount: None,
+            at: previous.at,
+        };
+        return Ok(answer(trade, moved, &options, buyer_id));
     }
-    if trade.stage != Stage::TradeSuccess {
-        return Err(trade_status_error());
+    match trade.stage {
+        Stage::TradeSuccess => {}
+        Stage::TradeFinished => return Err(trade_has_finished()),
+        _ => return Err(trade_status_error()),
     }
     if out_request_no.is_none() && amount != trade.total_amount() {
         return Err(Answer::business(
             "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL",
-            "退款金额与交易金额不一致（部分退款须传 out_request_no）",
+            "撤销或退款金额与订单金额不一致",
         ));
     }
     let after = trade.refunded_amount().checked_add(amount);
     if after.is_none_or(|after| after > trade.total_amount()) {
-        return Err(Answer::business(
-            "ACQ.REASON_TRADE_REFUND_FEE_ERR",
-            "退款金额超限: 累计退款金额不能大于订单金额",
-        ));
+        return Err(refund_fee_error());
     }
     let refund = Refund {
         out_request_no: request_no,
@@ -60,28 +75,63 @@ pub fn run(state: &mut State, ctx: &Ctx<'_>, call: &Call) -> Result<Answer, Answ
     };
     state.add_refund(&key, ctx, refund);
     let trade = state.trades.get(&key).ok_or_else(Answer::trade_not_exist)?;
-    Ok(answer(trade, true, Some(amount), ctx.now))
+    let moved = Moved {
+        amount: Some(amount),
+        at: ctx.now,
+    };
+    Ok(answer(trade, moved, &options, buyer_id))
 }
 
-fn answer(
-    trade: &Trade,
-    fund_change: bool,
-    send_back: Option<Fen>,
+/// `ACQ.REASON_TRADE_REFUND_FEE_ERR` with the bare code as `sub_msg`, as Alipay sends it (also
+/// for a cancel after a refund).
+pub fn refund_fee_error() -> Answer {
+    Answer::business(
+        "ACQ.REASON_TRADE_REFUND_FEE_ERR",
+        "REASON_TRADE_REFUND_FEE_ERR",
+    )
+}
+
+/// What this request moved: the amount (none for a repeat) and when the refund was made.
+struct Moved {
+    amount: Option<Fen>,
     at: chrono::DateTime<chrono::Utc>,
-) -> Answer {
-    Answer::success()
+}
+
+fn answer(trade: &Trade, moved: Moved, options: &QueryOptions, buyer_id: BuyerIdKind) -> Answer {
+    let answer = Answer::success()
         .optional_field("trade_no", trade.trade_no.clone())
         .field("out_trade_no", trade.out_trade_no.clone())
         .optional_field(
             "buyer_logon_id",
             trade.buyer.as_ref().map(|b| b.logon_id.clone()),
+        );
+    let answer = with_buyer_id(answer, trade, buyer_id)
+        .field(
+            "fund_change",
+            if moved.amount.is_some() { "Y" } else { "N" },
         )
-        .optional_field(
-            "buyer_user_id",
-            trade.buyer.as_ref().map(|b| b.user_id.clone()),
-        )
-        .field("fund_change", if fund_change { "Y" } else { "N" })
         .field("refund_fee", trade.refunded_amount().to_yuan())
-        .field("gmt_refund_pay", format_beijing(at))
-        .optional_field("send_back_fee", send_back.map(Fen::to_yuan))
+        .field("gmt_refund_pay", format_beijing(moved.at));
+    if !options.asks_for("refund_detail_item_list") {
+        return answer;
+    }
+    let sent_back = moved.amount.unwrap_or(Fen::ZERO).to_yuan();
+    let items = match moved.amount {
+        Some(_) => json!([{"amount": sent_back, "fund_channel": "ALIPAYACCOUNT"}]),
+        None => json!([]),
+    };
+    answer
+        .field("refund_detail_item_list", items)
+        .field("send_back_fee", sent_back)
+}
+
+/// The fields a refund refusal carries besides the codes.
+fn with_refusal_fields(refusal: Answer, out_trade_no: Option<String>) -> Answer {
+    if !refusal.is_business_failure() {
+        return refusal;
+    }
+    refusal
+        .optional_field("out_trade_no", out_trade_no)
+        .field("refund_fee", "0.00")
+        .field("send_back_fee", "0.00")
 }

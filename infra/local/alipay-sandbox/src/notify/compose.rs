@@ -1,7 +1,8 @@
 //! The fields of a trade notification, as Alipay sends them for face-to-face payments.
 
 use crate::identity::Identity;
-use crate::trade::{Refund, Trade};
+use crate::rules::BuyerIdKind;
+use crate::trade::{Buyer, Refund, Trade};
 use alipay::Fen;
 use alipay::notify::TradeStatus;
 use alipay::time::format_beijing;
@@ -12,6 +13,8 @@ use chrono::{DateTime, Utc};
 pub enum Event {
     /// TRADE_SUCCESS after payment.
     Paid,
+    /// WAIT_BUYER_PAY when a buyer scanned a QR code (the trade came to exist).
+    Scanned,
     /// TRADE_CLOSED without a refund (close, cancel of an unpaid trade, expiry, failure).
     Closed,
     /// A refund (also a cancel of a paid trade): TRADE_SUCCESS while partly refunded,
@@ -31,23 +34,35 @@ pub fn format_with_millis(at: DateTime<Utc>) -> String {
     format!("{}.{:03}", format_beijing(at), at.timestamp_subsec_millis())
 }
 
-/// The fields (without `notify_time`, `sign`, `sign_type`) for `event` on `trade`.
+/// The buyer's identifier field of a notification: `buyer_open_id` in OpenID mode,
+/// `buyer_id` (`2088…`) otherwise.
+pub fn buyer_id_field(buyer: &Buyer, app_id: &str, kind: BuyerIdKind) -> (&'static str, String) {
+    match kind {
+        BuyerIdKind::OpenId => ("buyer_open_id", crate::ids::open_id(app_id, &buyer.user_id)),
+        BuyerIdKind::UserId => ("buyer_id", buyer.user_id.clone()),
+    }
+}
+
+/// The fields (without `notify_time`, `sign`, `sign_type`) for `event` on `trade`. A
+/// WAIT_BUYER_PAY notification carries no paid amounts, as in Alipay's.
 pub fn fields(
     trade: &Trade,
     identity: &Identity,
     notify_id: &str,
     event: &Event,
+    buyer_id: BuyerIdKind,
 ) -> (TradeStatus, Vec<(String, String)>) {
     let status = match event {
         Event::Paid => TradeStatus::TradeSuccess,
         Event::Closed => TradeStatus::TradeClosed,
-        Event::StaleWaiting => TradeStatus::WaitBuyerPay,
+        Event::Scanned | Event::StaleWaiting => TradeStatus::WaitBuyerPay,
         Event::Refunded(_) if trade.refunded_amount() >= trade.total_amount() => {
             TradeStatus::TradeClosed
         }
         Event::Refunded(_) => TradeStatus::TradeSuccess,
     };
-    let paid = trade.gmt_payment.filter(|_| *event != Event::StaleWaiting);
+    let waiting = status == TradeStatus::WaitBuyerPay;
+    let paid = trade.gmt_payment.filter(|_| !waiting);
     let paid_amount = if paid.is_some() {
         trade.total_amount()
     } else {
@@ -64,17 +79,20 @@ pub fn fields(
     push("trade_no", trade.trade_no.clone().unwrap_or_default());
     push("out_trade_no", trade.out_trade_no.clone());
     if let Some(buyer) = &trade.buyer {
-        push("buyer_id", buyer.user_id.clone());
+        let (key, value) = buyer_id_field(buyer, &trade.app_id, buyer_id);
+        push(key, value);
         push("buyer_logon_id", buyer.logon_id.clone());
     }
     push("seller_id", identity.seller_id.clone());
     push("seller_email", identity.seller_email.clone());
     push("trade_status", status.as_str().into());
     push("total_amount", trade.total_amount().to_yuan());
-    push("receipt_amount", paid_amount.to_yuan());
-    push("invoice_amount", paid_amount.to_yuan());
-    push("buyer_pay_amount", paid_amount.to_yuan());
-    push("point_amount", Fen::ZERO.to_yuan());
+    if !waiting {
+        push("receipt_amount", paid_amount.to_yuan());
+        push("invoice_amount", paid_amount.to_yuan());
+        push("buyer_pay_amount", paid_amount.to_yuan());
+        push("point_amount", Fen::ZERO.to_yuan());
+    }
     push("subject", trade.terms.subject.clone());
     if let Some(body) = &trade.terms.body {
         push("body", body.clone());

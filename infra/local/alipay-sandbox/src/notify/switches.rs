@@ -4,9 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 /// The effective switches for one notification.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Switches {
+    /// Notify WAIT_BUYER_PAY when a buyer scans a QR code. On by default: public captures
+    /// show it, and a receiver must not take every notification for a payment.
+    pub wait_buyer_pay: bool,
     /// Also notify TRADE_CLOSED (close, cancel, expiry, declined or failed payment). Off by
     /// default, as for face-to-face payments.
     pub trade_closed: bool,
@@ -26,10 +29,27 @@ pub struct Switches {
     pub late_seconds: u64,
 }
 
+impl Default for Switches {
+    fn default() -> Switches {
+        Switches {
+            wait_buyer_pay: true,
+            trade_closed: false,
+            refunds: false,
+            duplicates: false,
+            out_of_order: false,
+            gbk: false,
+            bad_signature: false,
+            late_seconds: 0,
+        }
+    }
+}
+
 /// A partial update: only the fields present change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SwitchesPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_buyer_pay: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trade_closed: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -49,6 +69,7 @@ pub struct SwitchesPatch {
 impl Switches {
     pub fn apply(&mut self, patch: &SwitchesPatch) {
         let SwitchesPatch {
+            wait_buyer_pay,
             trade_closed,
             refunds,
             duplicates,
@@ -57,6 +78,7 @@ impl Switches {
             bad_signature,
             late_seconds,
         } = patch;
+        set(&mut self.wait_buyer_pay, wait_buyer_pay);
         set(&mut self.trade_closed, trade_closed);
         set(&mut self.refunds, refunds);
         set(&mut self.duplicates, duplicates);
@@ -83,6 +105,7 @@ impl SwitchesPatch {
                 *old = *new;
             }
         };
+        pick(&mut self.wait_buyer_pay, &newer.wait_buyer_pay);
         pick(&mut self.trade_closed, &newer.trade_closed);
         pick(&mut self.refunds, &newer.refunds);
         pick(&mut self.duplicates, &newer.duplicates);

@@ -121,7 +121,7 @@ a{color:#0958d9}\
 .amount{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;white-space:nowrap;background:#eaeef2}\
 .s-AWAITING_SCAN{background:#e6f4ff;color:#0958d9}.s-WAIT_BUYER_PAY{background:#fff7e6;color:#ad4e00}\
-.s-TRADE_SUCCESS{background:#e8f7ee;color:#116329}.s-TRADE_CLOSED,.s-LAPSED,.s-VOIDED{background:#f0f0f0;color:#57606a}\
+.s-TRADE_SUCCESS,.s-TRADE_FINISHED{background:#e8f7ee;color:#116329}.s-TRADE_CLOSED,.s-LAPSED,.s-VOIDED{background:#f0f0f0;color:#57606a}\
 .muted{color:#656d76}.ok{color:#116329}.bad{color:#cf222e}\
 .flash{padding:8px 12px;border-radius:6px;margin:0 0 12px}\
 .flash.ok{background:#e8f7ee;border:1px solid #aee0c0}.flash.bad{background:#ffebe9;border:1px solid #ffc1bc}\

@@ -34,6 +34,7 @@ fn stage_label(stage: Stage) -> &'static str {
         Stage::WaitBuyerPay => "waiting for the buyer to pay",
         Stage::TradeSuccess => "paid",
         Stage::TradeClosed => "closed",
+        Stage::TradeFinished => "paid, refund window over",
     }
 }
 
@@ -264,7 +265,7 @@ fn deliveries(trade: &Trade, notifications: &[Notification]) -> String {
     let mut html = String::from("<h2>Notifications</h2>");
     if notifications.is_empty() {
         let why = if trade.notify_url.is_some() {
-            "None yet (a TRADE_SUCCESS notification is sent when the trade is paid)."
+            "None yet (WAIT_BUYER_PAY is notified when the QR code is scanned, TRADE_SUCCESS when the trade is paid)."
         } else {
             "None: the order has no notify_url."
         };
@@ -417,7 +418,7 @@ fn buttons(trade: &Trade) -> String {
         "Scan",
         precreate && trade.stage == Stage::AwaitingScan,
         "",
-        "The buyer scans the QR code: the trade is created (WAIT_BUYER_PAY).",
+        "The buyer scans the QR code: the trade is created (WAIT_BUYER_PAY) and notified.",
     ));
     html.push_str(&button(
         "pay",

@@ -98,7 +98,18 @@ impl Harness {
         biz: &Value,
         notify_url: Option<&str>,
     ) -> TestResult<SignedRequest> {
-        let timestamp = alipay::time::format_beijing(chrono::Utc::now());
+        self.sign_at(method, biz, notify_url, chrono::Utc::now())
+    }
+
+    /// A request signed with the `timestamp` of instant `at` (Beijing time).
+    pub fn sign_at(
+        &self,
+        method: &str,
+        biz: &Value,
+        notify_url: Option<&str>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> TestResult<SignedRequest> {
+        let timestamp = alipay::time::format_beijing(at);
         let params = SystemParams {
             app_id: &self.app_id,
             method,

@@ -7,6 +7,7 @@ mod common;
 mod bills;
 mod conformance;
 mod faults;
+mod fidelity;
 mod files;
 mod gateway;
 mod notifications;

@@ -113,7 +113,10 @@ async fn no_trade_exists_until_the_buyer_scans() -> TestResult {
     let waiting = h.query("scan_1").await?;
     assert_success(&waiting);
     assert_eq!(waiting["trade_status"], "WAIT_BUYER_PAY");
-    assert_eq!(waiting["buyer_user_id"], "2088000000000042");
+    assert_eq!(
+        waiting["buyer_open_id"],
+        alipay_sandbox::ids::open_id(&h.app_id, "2088000000000042")
+    );
     assert_eq!(waiting["total_amount"], "12.34");
     assert_eq!(waiting["store_id"], "S001");
     assert_eq!(waiting["terminal_id"], "T01");
@@ -230,8 +233,8 @@ async fn time_expire_wins_over_timeout_express() -> TestResult {
 }
 
 #[tokio::test]
-async fn cancel_before_scan_voids_the_order_for_good() -> TestResult {
-    let h = Harness::start().await?;
+async fn cancel_before_scan_voids_the_order_for_good_under_the_local_rule() -> TestResult {
+    let h = Harness::start_with(|c| c.rules.cancel_voids_unknown = true).await?;
     assert_success(&h.call(PRECREATE, order("void_1", "1.00")).await?);
     let node = h.call(CANCEL, json!({"out_trade_no": "void_1"})).await?;
     assert_success(&node);

@@ -58,7 +58,8 @@ async fn stage(harness: &Harness, out_trade_no: &str) -> TestResult<Stage> {
 
 #[tokio::test]
 async fn page_escapes_merchant_input_and_its_buttons_redirect_back() -> TestResult {
-    let harness = Harness::start().await?;
+    // `&` in the subject needs the lenient subject rule.
+    let harness = Harness::start_with(|c| c.rules.subject_special_chars = true).await?;
     let http = no_redirects()?;
     let subject = r#"<script>alert("x")</script> & '咖啡'"#;
     let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;咖啡&#39;";
@@ -218,7 +219,7 @@ fn stage_is(stage: &str, query: &str) -> String {
 #[tokio::test]
 async fn chromium_scans_and_pays_on_the_trade_page() -> TestResult {
     let started = std::time::Instant::now();
-    let harness = Harness::start().await?;
+    let harness = Harness::start_with(|c| c.rules.subject_special_chars = true).await?;
     let receiver = Receiver::failing_first(0).await?;
     let out_trade_no = "UI_E2E_1";
     let subject = r#"拿铁 <b>大杯</b> & "oat""#;
@@ -260,9 +261,12 @@ async fn chromium_scans_and_pays_on_the_trade_page() -> TestResult {
     chromium.close().await?;
     driven.map_err(|e| err(format!("{e}\n--- chromium log (tail) ---\n{log}")))?;
 
-    // The payment sent its notification; it verifies with the sandbox's Alipay public key.
-    let received = receiver.wait_for(1).await?;
-    let fields = verify_notification(&harness, &received[0].body)?;
+    // The scan and the payment sent their notifications; they verify with the sandbox's
+    // Alipay public key.
+    let received = receiver.wait_for(2).await?;
+    let scanned = verify_notification(&harness, &received[0].body)?;
+    assert_eq!(scanned["trade_status"], "WAIT_BUYER_PAY");
+    let fields = verify_notification(&harness, &received[1].body)?;
     assert_eq!(fields["out_trade_no"], out_trade_no);
     assert_eq!(fields["trade_status"], "TRADE_SUCCESS");
     assert_eq!(fields["total_amount"], "25.80");
@@ -316,18 +320,19 @@ async fn drive(
     let shown = chromium.eval(PAGE_STATE).await?;
     assert_eq!(shown["pay"]["disabled"], true, "{shown}");
 
-    // Reloading shows the notification as delivered (the receiver answered `success`).
+    // Reloading shows both notifications (the scan's and the payment's) as delivered (the
+    // receiver answered `success`).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         chromium.goto(page).await?;
         let delivered = chromium
             .eval("document.querySelectorAll('.notification[data-delivered=\"true\"]').length")
             .await?;
-        if delivered == json!(1) {
+        if delivered == json!(2) {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(err("the page never showed the notification as delivered"));
+            return Err(err("the page never showed the notifications as delivered"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
