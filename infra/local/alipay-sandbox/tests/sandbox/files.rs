@@ -114,10 +114,17 @@ async fn state_file_survives_a_restart() -> TestResult {
         json!({"method": QUERY, "code": "40004", "times": 3}),
     )
     .await?;
+    h.control("/sandbox/rules", json!({"buyer_id": "user_id"}))
+        .await?;
     assert!(state_file.exists());
     h.running.shutdown().await;
 
+    // The saved rules win over the configuration's.
     let h = Harness::start_in(tempfile::tempdir()?, config()).await?;
+    assert_eq!(
+        h.control_get("/sandbox/rules").await?["buyer_id"],
+        "user_id"
+    );
     let faults = h.control_get("/sandbox/faults").await?;
     assert_eq!(faults[0]["remaining"], 3);
     let response = h.http.delete(h.url("/sandbox/faults")).send().await?;
@@ -153,7 +160,14 @@ async fn state_file_survives_a_restart() -> TestResult {
 async fn reset_forgets_orders_but_keeps_the_identity() -> TestResult {
     let h = Harness::start().await?;
     h.pay("rs", "1.00", &auth_code("00", 0)).await?;
+    h.control("/sandbox/rules", json!({"refund_window_days": 365}))
+        .await?;
     h.control("/sandbox/reset", json!({})).await?;
+    // Rules belong to the app, like its keys.
+    assert_eq!(
+        h.control_get("/sandbox/rules").await?["refund_window_days"],
+        365
+    );
     assert_sub_code(&h.query("rs").await?, "40004", "ACQ.TRADE_NOT_EXIST");
     assert_eq!(h.control_get("/sandbox/trades").await?, json!([]));
     let info = h.control_get("/sandbox").await?;
@@ -171,7 +185,7 @@ async fn binary_prints_its_ready_line_and_refuses_remote_listening() -> TestResu
     let mut child = Command::new(env!("CARGO_BIN_EXE_alipay-sandbox"))
         .args(["--listen", "127.0.0.1:0", "--keys-dir"])
         .arg(&keys)
-        .args(["--time-scale", "10"])
+        .args(["--time-scale", "10", "--rules", r#"{"buyer_id":"user_id"}"#])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -197,6 +211,14 @@ async fn binary_prints_its_ready_line_and_refuses_remote_listening() -> TestResu
         )?;
         assert_eq!(info["gateway_url"], format!("{base}/gateway.do"));
         assert_eq!(info["time_scale"], 10.0);
+        let rules: Value = serde_json::from_str(
+            &reqwest::get(format!("{base}/sandbox/rules"))
+                .await?
+                .text()
+                .await?,
+        )?;
+        assert_eq!(rules["buyer_id"], "user_id");
+        assert_eq!(rules["refund_window_days"], 90);
         let sandbox_json = read_json(&keys.join("sandbox.json"))?;
         assert_eq!(sandbox_json["gateway_url"], format!("{base}/gateway.do"));
         TestResult::Ok(())
@@ -213,5 +235,14 @@ async fn binary_prints_its_ready_line_and_refuses_remote_listening() -> TestResu
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--allow-remote"), "{stderr}");
+
+    let bad_rules = Command::new(env!("CARGO_BIN_EXE_alipay-sandbox"))
+        .args(["--keys-dir"])
+        .arg(&keys)
+        .args(["--rules", r#"{"buyer":"user_id"}"#])
+        .output()?;
+    assert!(!bad_rules.status.success());
+    let stderr = String::from_utf8_lossy(&bad_rules.stderr);
+    assert!(stderr.contains("--rules"), "{stderr}");
     Ok(())
 }
