@@ -6,8 +6,10 @@
 //!   `alipay.trade.query` every poll interval until the poll window ends; still waiting then:
 //!   `alipay.trade.cancel`.
 //! - unknown (`20000`, `ACQ.SYSTEM_ERROR`, timeout, unverifiable): query; paid, closed or
-//!   waiting converge; a trade Alipay does not know (or cannot tell) is cancelled, which also
-//!   stops a late-arriving pay.
+//!   waiting converge; a trade Alipay does not know (or cannot tell) is cancelled (Alipay's
+//!   documented answer to an unknown pay outcome). Whether a cancel of a trade Alipay has no
+//!   record of blocks a pay still in flight is not documented; a payment that lands after the
+//!   order was closed is a `paid_after_close` anomaly wherever it is seen.
 //! - a definitive refusal: FAILED with Alipay's `sub_code`, so the cashier can ask for
 //!   another payment method (`422` when the request itself was at fault).
 //!

@@ -4,8 +4,8 @@
 //! waiting for the buyer gets its code back from the identical precreate; a barcode trade
 //! waiting for the buyer is polled until its window (counted from the order's creation)
 //! ends, then cancelled; a trade Alipay does not know is created by re-sending the identical
-//! request when the order never reached Alipay, and cancelled (so that a late pay can never
-//! land) when it did.
+//! request when the order never reached Alipay, and cancelled when it did (a payment that
+//! still lands after that is a `paid_after_close` anomaly wherever it is seen).
 
 use crate::pending_reasons::ALIPAY_MISMATCH;
 use crate::{CreateError, Created, Payments};
@@ -77,8 +77,8 @@ where
             }
             (AlipayView::NotExist, _, OrderStatus::Creating) => Ok(Recovered::Proceed(order)),
             (AlipayView::NotExist, _, _) => {
-                // A pending barcode order without a trade: void the number, so that a pay
-                // still in flight somewhere can never succeed later.
+                // A pending barcode order without a trade: cancel, as Alipay prescribes for an
+                // unknown pay outcome, and close the order.
                 done(Box::pin(self.cancel(order, reasons::UNRESOLVED_CANCELLED)).await?)
             }
             (AlipayView::Mismatch(_), scene, _) => {

@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | paid / closed | PAID / CLOSED (the missed notification) | same |
 //! | waiting for the buyer | `alipay.trade.close`, then CLOSED | `alipay.trade.cancel`, then CLOSED (or REFUNDED with an anomaly if the cancel refunded) |
-//! | no such trade | CLOSED here (the code was never scanned, and Alipay refuses it after `time_expire`) | `alipay.trade.cancel` (voids the number, so a late pay cannot land) |
+//! | no such trade | CLOSED here (the code was never scanned, and Alipay refuses it after `time_expire`) | `alipay.trade.cancel` (Alipay's rule for an unknown pay outcome), then CLOSED; a payment that lands later is a `paid_after_close` anomaly |
 //! | unknown | lease released, the message is retried | same |
 //!
 //! A close that fails because the buyer paid in between is followed by a query: PAID. Every
