@@ -23,7 +23,7 @@ async fn raw_node(h: &Harness, method: &str, biz: &Value) -> TestResult<String> 
     let body = h.call_raw(method, biz, None).await?;
     let verified = alipay::response::verify(&body, method, &h.verifier)
         .map_err(|e| err(format!("{e}: {body}")))?;
-    Ok(verified.node.to_owned())
+    Ok(verified.node.into_owned())
 }
 
 #[tokio::test]
