@@ -1,4 +1,5 @@
-"""moto_server, with DynamoDB requests handled one at a time.
+"""moto_server, with DynamoDB requests handled one at a time, transactions rolled back item
+by item, and SQS sends that do not slow down as a queue fills.
 
 Run with the project venv's Python, with moto_server's arguments:
     .local/venv/bin/python tests/support/moto_server.py -H 127.0.0.1 -p 5000
@@ -10,14 +11,39 @@ its tables back to a copy taken when it started, erasing writes committed meanwh
 concurrent claims and transitions would then test moto's races, so this wraps moto's WSGI
 application in a lock for DynamoDB requests (those whose X-Amz-Target starts with
 "DynamoDB_"). Other services stay concurrent (an SQS long poll must not block the rest).
+
+That rollback copy is also slow: moto deep-copies every table a transaction names, once per
+item, so each TransactWriteItems costs time in proportion to the table's size. Since the lock
+already keeps other DynamoDB requests out while a transaction runs, saving and restoring only
+the items the transaction names is an equivalent rollback; `_transact_write_items` does that
+around moto's own code (conditions, cancellation reasons and errors stay moto's). Secondary
+indexes need nothing: moto derives index queries from the table's items.
+
+Every SQS SendMessage computes the queue's message counts, and moto reads the clock (a few
+microseconds) once per message for each count, so sends slow down as a queue fills (the local
+stack's expiry queue only grows). `_count_messages_at_one_instant` reads it once per count.
+
+Both were checked against one moto release (PATCHED_MOTO_VERSION); with another, moto's
+own code runs, and a warning says so.
 """
 
+import copy
+import sys
 import threading
 
+import moto
+import moto.dynamodb.models as dynamodb_models
 import moto.server as server
+import moto.sqs.models as sqs_models
+from moto.dynamodb.models.dynamo_type import DynamoType
+from moto.dynamodb.models.table import Table
+
+# The moto release that the two replacements below were checked against.
+PATCHED_MOTO_VERSION = "5.2.5"
 
 _dynamodb = threading.Lock()
 _run_simple = server.run_simple
+_moto_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
 
 
 def _serialize_dynamodb(app):
@@ -35,7 +61,123 @@ def _run_simple_serialized(host, port, application, **options):
     return _run_simple(host, port, _serialize_dynamodb(application), **options)
 
 
+class _TablesNotCopied:
+    """The `copy` module as moto's DynamoDB backend sees it during one transaction: deep
+    copies of anything but a Table are real, a Table's "copy" is the table itself (so moto's
+    own rollback puts each table back onto itself and changes nothing)."""
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_TABLES_NOT_COPIED = _TablesNotCopied()
+
+
+def _item_key(table, operation):
+    """The (hash, range) key an operation of a transaction names, as moto stores it."""
+    attributes = operation["Item"] if "Item" in operation else operation["Key"]
+    hash_key = DynamoType(attributes[table.hash_key_attr])
+    if table.range_key_attr is None:
+        return hash_key, None
+    return hash_key, DynamoType(attributes[table.range_key_attr])
+
+
+def _saved_items(backend, transact_items):
+    """Copies of the items the transaction names (None for an absent one), and the stream
+    length of each table, as they are before it runs; None if an operation's table or key
+    cannot be read (moto then refuses the transaction, or its odd key handling writes
+    elsewhere: its own table-copy rollback handles those)."""
+    items, streams = [], []
+    try:
+        for entry in transact_items:
+            for operation in entry.values():
+                table = backend.tables.get(operation.get("TableName"))
+                if table is None:
+                    continue
+                hash_key, range_key = _item_key(table, operation)
+                item = table.get_item(hash_key, range_key)
+                items.append((table, hash_key, range_key, copy.deepcopy(item)))
+                if table.stream_shard is not None:
+                    streams.append((table.stream_shard, len(table.stream_shard.items)))
+    except Exception:
+        return None
+    return items, streams
+
+
+def _restore(saved):
+    items, streams = saved
+    for table, hash_key, range_key, item in reversed(items):
+        if range_key is None:
+            if item is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = item
+            continue
+        rows = table.items[hash_key]
+        if item is None:
+            rows.pop(range_key, None)
+            if not rows:
+                del table.items[hash_key]
+        else:
+            rows[range_key] = item
+    # A cancelled transaction leaves no stream records.
+    for shard, length in streams:
+        del shard.items[length:]
+
+
+def _transact_write_items(self, transact_items):
+    saved = _saved_items(self, transact_items)
+    if saved is None:
+        return _moto_transact_write_items(self, transact_items)
+    dynamodb_models.copy = _TABLES_NOT_COPIED
+    try:
+        return _moto_transact_write_items(self, transact_items)
+    except BaseException:
+        _restore(saved)
+        raise
+    finally:
+        dynamodb_models.copy = copy
+
+
+def _count_messages_at_one_instant():
+    """moto 5.2.5's Queue.messages and message counts, with one clock reading each."""
+
+    def counted(select):
+        return property(lambda queue: select(queue, sqs_models.unix_time_millis()))
+
+    sqs_models.Queue.messages = counted(
+        lambda queue, now: [
+            m for m in queue._messages if now > m.visible_at and now >= m.delayed_until
+        ]
+    )
+    sqs_models.Queue.approximate_number_of_messages_delayed = counted(
+        lambda queue, now: sum(1 for m in queue._messages if now < m.delayed_until)
+    )
+    sqs_models.Queue.approximate_number_of_messages_not_visible = counted(
+        lambda queue, now: sum(1 for m in queue._messages if now <= m.visible_at)
+    )
+
+
 server.run_simple = _run_simple_serialized
+if moto.__version__ == PATCHED_MOTO_VERSION:
+    dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items
+    _count_messages_at_one_instant()
+    print(
+        f"moto_server.py: DynamoDB transactions roll back item by item, queue counts read "
+        f"the clock once (moto {moto.__version__})",
+        file=sys.stderr,
+    )
+else:
+    print(
+        f"moto_server.py: moto {moto.__version__} is not {PATCHED_MOTO_VERSION}: "
+        "keeping moto's own TransactWriteItems rollback and queue counts (transactions "
+        "slow down as tables grow, sends as queues fill)",
+        file=sys.stderr,
+    )
 
 if __name__ == "__main__":
     server.main()

@@ -10,8 +10,11 @@
 //! The server is moto's `moto_server` from `<workspace>/.local/venv` (installed by
 //! `make test-deps`), run by the venv's Python through `tests/support/moto_server.py`, which
 //! handles DynamoDB requests one at a time: DynamoDB's conditional writes and transactions are
-//! atomic, moto's are not under concurrent requests (see that file). `MOTO_SERVER_BIN` names
-//! another `moto_server` executable to run as is instead (without that serialization). Each [`MotoServer`] is its own process with its own state;
+//! atomic, moto's are not under concurrent requests (see that file). It also rolls a cancelled
+//! transaction back item by item and counts queued messages cheaply, so that transactions and
+//! SQS sends do not slow down as tables and queues grow. `MOTO_SERVER_BIN` names another
+//! `moto_server` executable to run as is instead (without any of that). Each [`MotoServer`] is
+//! its own process with its own state;
 //! [`MotoServer::shared`] hands the tests of one test binary that run at the same time one
 //! process between them (each test then uses its own table, queue or secret names: see
 //! [`crate::unique_name`]). The process is killed and reaped when the last handle is dropped.
