@@ -10,12 +10,13 @@ API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
 MOTO_PORT ?= 8602
 
-.PHONY: help run test test-deps lint fmt bench clean-local
+.PHONY: help run test test-deps lint fmt bench bench-stack clean-local
 
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
-	@echo "make bench  - RSA2 benchmarks, compared with 'openssl speed' in the same run"
+	@echo "make bench  - RSA2 benchmarks, compared with 'openssl speed' in the same run, then bench-stack"
+	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
 # The whole stack in one process tree: moto (from the venv, installed here if missing), the
@@ -44,6 +45,13 @@ fmt:
 
 bench:
 	$(CARGO) bench -p alipay --all-features --bench rsa2
+	$(MAKE) bench-stack
+
+# QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000
+# orders, each next to moto's raw conditional-PutItem rate measured in the same run.
+bench-stack:
+	@./infra/scripts/test-deps.sh moto
+	$(CARGO) bench -p local-stack --bench stack_throughput
 
 clean-local:
 	rm -rf $(LOCAL_DIR)
