@@ -342,7 +342,9 @@ impl Merchant {
             raw_query: "",
             body: body.as_bytes(),
         };
-        let signature = sign(&self.secret, &string_to_sign(&to_sign, &timestamp, &nonce));
+        let to_sign = string_to_sign(&to_sign, &timestamp, &nonce)
+            .map_err(|e| failed("signing the request", e))?;
+        let signature = sign(&self.secret, &to_sign);
         let sent = Instant::now();
         let response = self
             .http
