@@ -15,7 +15,7 @@ MOTO_PORT ?= 8602
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
-	@echo "make bench  - RSA2 benchmarks, compared with 'openssl speed' in the same run, then bench-stack"
+	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, then bench-stack"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
@@ -45,6 +45,7 @@ fmt:
 
 bench:
 	$(CARGO) bench -p alipay --all-features --bench rsa2
+	$(CARGO) bench -p alipay --bench notify_flood
 	$(MAKE) bench-stack
 
 # QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000
