@@ -63,7 +63,8 @@ where
                 return Ok(Handled::Busy);
             }
             let Ok(take_over) = order.take_over_lease(now, self.policy.lease_chrono()) else {
-                return Ok(Handled::Busy);
+                // Settled or leased in the meantime is handled above; anything else: again later.
+                return Err(ExpiryError::Contended);
             };
             match self.store.apply(&take_over).await? {
                 Applied::Applied(held) => return self.settle(held).await,
@@ -114,22 +115,33 @@ where
         Ok(Handled::Settled(converged.order.status()))
     }
 
-    /// Fences the next call of `held`; `None` when someone else has the order now.
-    async fn fence(&self, held: &Order) -> Result<Option<Order>, ExpiryError> {
+    /// Fences the next call of `held`; when someone else has the order now, what became of
+    /// the message instead.
+    async fn fence(&self, held: &Order) -> Result<Result<Order, Handled>, ExpiryError> {
         let work = self.gateway.call_timeout();
         match cover(&self.store, &self.clock, &self.policy, held, work).await? {
-            Fenced::Held(order) => Ok(Some(order)),
+            Fenced::Held(order) => Ok(Ok(order)),
             Fenced::Lost(current) => {
                 tracing::warn!(out_trade_no = %held.out_trade_no(), status = current.status().as_str(), "another function has the order now");
-                Ok(None)
+                if current.status().is_open() {
+                    // Whoever has it may die too: look again once their lease has run out.
+                    let margin = chrono::Duration::from_std(self.policy.margin).unwrap_or_default();
+                    let again = current.lease_until().unwrap_or_else(|| self.clock.now()) + margin;
+                    self.scheduler
+                        .schedule(current.out_trade_no(), again)
+                        .await?;
+                    return Ok(Err(Handled::Busy));
+                }
+                Ok(Err(Handled::AlreadySettled(current.status())))
             }
         }
     }
 
     /// `alipay.trade.close` of a QR trade waiting for the buyer.
     async fn close(&self, held: Order) -> Result<Handled, ExpiryError> {
-        let Some(held) = self.fence(&held).await? else {
-            return Ok(Handled::Busy);
+        let held = match self.fence(&held).await? {
+            Ok(held) => held,
+            Err(handled) => return Ok(handled),
         };
         let request = CloseRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
         match Box::pin(self.gateway.close(&request)).await {
@@ -168,8 +180,9 @@ where
     /// `alipay.trade.cancel` of a barcode trade (Alipay's rule for face-to-face payments: an
     /// unresolved barcode payment is cancelled, which also refunds it if it was paid).
     async fn cancel(&self, held: Order) -> Result<Handled, ExpiryError> {
-        let Some(held) = self.fence(&held).await? else {
-            return Ok(Handled::Busy);
+        let held = match self.fence(&held).await? {
+            Ok(held) => held,
+            Err(handled) => return Ok(handled),
         };
         let request =
             alipay::api::CancelRequest::new(TradeRef::out_trade_no(held.out_trade_no().as_str()));
