@@ -12,8 +12,11 @@
 //! smoke test. The process exits non-zero only when an operation's result is wrong; missing
 //! the speed goal is reported, never fatal: these machines are noisy.
 
+mod common;
+
 use alipay::notify::{self, MAX_BODY_BYTES, MAX_PARAMETERS, NotifyError};
 use alipay::{AlipayVerifier, PrivateKey};
+use common::notification_params;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 use std::error::Error;
@@ -163,38 +166,6 @@ fn verify(case: &Case, verifier: &AlipayVerifier) -> BenchResult<()> {
     } else {
         Err(format!("{}: got {outcome:?}", case.label).into())
     }
-}
-
-/// A `trade_status_sync` notification as Alipay sends it.
-fn notification_params() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("gmt_create", "2024-01-01 12:00:01"),
-        ("charset", "utf-8"),
-        ("seller_email", "payments@example.com"),
-        ("subject", "Coffee order 静安寺店 #0123"),
-        ("body", "1 x 拿铁 (大杯), 1 x croissant"),
-        ("buyer_id", "2088102177846875"),
-        ("invoice_amount", "88.88"),
-        ("notify_id", "2024010100222120005046871234567890"),
-        (
-            "fund_bill_list",
-            r#"[{"amount":"88.88","fundChannel":"ALIPAYACCOUNT"}]"#,
-        ),
-        ("notify_type", "trade_status_sync"),
-        ("trade_status", "TRADE_SUCCESS"),
-        ("receipt_amount", "88.88"),
-        ("buyer_pay_amount", "88.88"),
-        ("app_id", "2021004123456789"),
-        ("seller_id", "2088721012345678"),
-        ("gmt_payment", "2024-01-01 12:00:05"),
-        ("notify_time", "2024-01-01 12:00:06"),
-        ("version", "1.0"),
-        ("out_trade_no", "20240101120000000123"),
-        ("total_amount", "88.88"),
-        ("trade_no", "2024010122001446871234567890"),
-        ("auth_app_id", "2021004123456789"),
-        ("buyer_logon_id", "159****5620"),
-    ]
 }
 
 struct Row {
