@@ -78,13 +78,9 @@ pub fn classify(existing: &Order, hash: &str, now: DateTime<Utc>) -> Existing {
         return Existing::Replay;
     }
     if existing.lease_live(now) {
-        let retry_after = existing
-            .lease_until()
-            .map(|until| (until - now).num_milliseconds())
-            .map(|ms| u64::try_from((ms + 999) / 1000).unwrap_or(1))
-            .unwrap_or(1)
-            .max(1);
-        return Existing::InFlight { retry_after };
+        return Existing::InFlight {
+            retry_after: existing.lease_seconds_left(now),
+        };
     }
     match (existing.status(), existing.scene()) {
         (OrderStatus::Pending, Scene::Qr) => Existing::Replay,

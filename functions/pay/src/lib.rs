@@ -330,15 +330,8 @@ where
         if current.status().is_final() {
             return Ok(Created::new(current));
         }
-        let now = self.clock.now();
-        let retry_after = current
-            .lease_until()
-            .filter(|_| current.lease_live(now))
-            .map(|until| (until - now).num_milliseconds())
-            .map(|ms| u64::try_from((ms + 999) / 1000).unwrap_or(1))
-            .unwrap_or(1);
         Err(CreateError::InFlight {
-            retry_after: retry_after.max(1),
+            retry_after: current.lease_seconds_left(self.clock.now()),
         })
     }
 

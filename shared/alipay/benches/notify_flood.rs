@@ -16,7 +16,7 @@ mod common;
 
 use alipay::notify::{self, MAX_BODY_BYTES, MAX_PARAMETERS, NotifyError};
 use alipay::{AlipayVerifier, PrivateKey};
-use common::notification_params;
+use common::{budget, notification_params};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 use std::error::Error;
@@ -70,7 +70,7 @@ fn main() -> BenchResult<()> {
         return Ok(());
     }
 
-    let budget = budget()?;
+    let budget = budget(DEFAULT_SECONDS)?;
     println!(
         "caps: {MAX_BODY_BYTES} bytes, {MAX_PARAMETERS} parameters; each case: {:.2} s warm-up, \
          then {ROUNDS} interleaved rounds of {:.2} s; best round reported; load average {}",
@@ -188,22 +188,6 @@ fn run_for(
             return Ok((count, elapsed));
         }
     }
-}
-
-fn budget() -> BenchResult<Duration> {
-    let seconds = match std::env::var("BENCH_SECONDS") {
-        Ok(text) => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-            .ok_or_else(|| {
-                format!("BENCH_SECONDS={text:?} is not a number of seconds in (0, 3600]")
-            })?,
-        Err(std::env::VarError::NotPresent) => DEFAULT_SECONDS,
-        Err(e) => return Err(format!("BENCH_SECONDS: {e}").into()),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn print_table(cases: &[Case], rows: &[Row]) {

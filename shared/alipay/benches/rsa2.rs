@@ -13,7 +13,7 @@
 mod common;
 
 use alipay::{AlipayVerifier, Backend, PrivateKey, PublicKey, canonical, notify, response};
-use common::notification_params;
+use common::{budget, notification_params};
 use secrecy::zeroize::Zeroizing;
 use std::error::Error;
 use std::hint::black_box;
@@ -33,7 +33,11 @@ const QUERY_METHOD: &str = "alipay.trade.query";
 
 fn main() -> BenchResult<()> {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let budget = if full { budget()? } else { Duration::ZERO };
+    let budget = if full {
+        budget(DEFAULT_SECONDS)?
+    } else {
+        Duration::ZERO
+    };
 
     let names: Vec<&str> = Backend::ALL.iter().map(|b| b.name()).collect();
     println!(
@@ -111,22 +115,6 @@ fn generate_key() -> BenchResult<Option<(PrivateKey, Zeroizing<String>)>> {
 #[cfg(not(feature = "aws-lc"))]
 fn generate_key() -> BenchResult<Option<(PrivateKey, Zeroizing<String>)>> {
     Ok(None)
-}
-
-fn budget() -> BenchResult<Duration> {
-    let seconds = match std::env::var("BENCH_SECONDS") {
-        Ok(text) => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
-            .ok_or_else(|| {
-                format!("BENCH_SECONDS={text:?} is not a number of seconds in (0, 3600]")
-            })?,
-        Err(std::env::VarError::NotPresent) => DEFAULT_SECONDS,
-        Err(e) => return Err(format!("BENCH_SECONDS: {e}").into()),
-    };
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// One backend's view of the generated key pair.

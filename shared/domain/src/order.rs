@@ -563,6 +563,16 @@ impl Order {
         self.status.is_open() && self.lease_until.is_some_and(|until| until > now)
     }
 
+    /// Whole seconds (at least 1) until a live lease ends: when to come back.
+    pub fn lease_seconds_left(&self, now: DateTime<Utc>) -> u64 {
+        self.lease_until
+            .filter(|_| self.lease_live(now))
+            .map(|until| (until - now).num_milliseconds())
+            .and_then(|ms| u64::try_from((ms + 999) / 1000).ok())
+            .unwrap_or(1)
+            .max(1)
+    }
+
     /// Whether `other` is this order under the same lease holder (possibly at another
     /// version): the holder of `self` still holds `other`.
     pub fn same_holder(&self, other: &Order) -> bool {

@@ -1,4 +1,6 @@
-//! Inputs shared by the signing crate's benchmarks.
+//! Inputs and settings shared by the signing crate's benchmarks.
+
+use std::time::Duration;
 
 /// A `trade_status_sync` notification as Alipay sends it.
 pub fn notification_params() -> Vec<(&'static str, &'static str)> {
@@ -30,4 +32,21 @@ pub fn notification_params() -> Vec<(&'static str, &'static str)> {
         ("auth_app_id", "2021004123456789"),
         ("buyer_logon_id", "159****5620"),
     ]
+}
+
+/// How long each case runs: `BENCH_SECONDS`, or `default_seconds`.
+pub fn budget(default_seconds: f64) -> Result<Duration, Box<dyn std::error::Error>> {
+    let seconds = match std::env::var("BENCH_SECONDS") {
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+            .ok_or_else(|| {
+                format!("BENCH_SECONDS={text:?} is not a number of seconds in (0, 3600]")
+            })?,
+        Err(std::env::VarError::NotPresent) => default_seconds,
+        Err(e) => return Err(format!("BENCH_SECONDS: {e}").into()),
+    };
+    Ok(Duration::from_secs_f64(seconds))
 }
