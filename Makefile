@@ -46,6 +46,7 @@ fmt:
 bench:
 	$(CARGO) bench -p alipay --all-features --bench rsa2
 	$(CARGO) bench -p alipay --bench notify_flood
+	$(CARGO) bench -p notify --bench notify_cpu
 	$(MAKE) bench-stack
 
 # QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000

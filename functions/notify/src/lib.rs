@@ -1,36 +1,20 @@
-//! Handler of the `notify` function. Not built yet: it answers every request with
-//! `501 not_implemented` rather than pretending to work.
+//! The `notify` function: `POST /alipay/notify`, called by Alipay (no merchant auth).
+//!
+//! 1. The raw form body is verified (RSA2, UTF-8 or `charset=GBK`) after the size and
+//!    parameter caps; a body that fails is kept, recorded as an `untrusted_notification`
+//!    anomaly and answered `success`, so a forgery is not sent again.
+//! 2. `app_id` (or `auth_app_id`) and `seller_id` must be this merchant's
+//!    (`foreign_notification` otherwise), and the order must exist (`unknown_order`).
+//! 3. The fact it reports (paid, scanned, closed) is written as one conditional transition
+//!    whose condition includes the order's amount and version, with the raw notification in
+//!    the same transaction; a contradiction (amount, trade number, paid after close) is an
+//!    anomaly; a repeat or late notification changes nothing.
+//! 4. `success` (HTTP 200, `text/plain`) only once that is durable; a failure of ours answers
+//!    `500 fail`, so Alipay sends it again.
 
-use lambda_http::{Body, Request, Response, http::StatusCode};
-use std::convert::Infallible;
+pub mod delivery;
+pub mod http;
+pub mod receive;
 
-pub async fn handle(_request: Request) -> Result<Response<Body>, Infallible> {
-    let body = serde_json::json!({
-        "code": "not_implemented",
-        "message": "the notify function is not implemented yet",
-    });
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = StatusCode::NOT_IMPLEMENTED;
-    response.headers_mut().insert(
-        "content-type",
-        lambda_http::http::HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn answers_not_implemented_instead_of_pretending() {
-        let response = handle(Request::default())
-            .await
-            .unwrap_or_else(|never| match never {});
-        assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
-        let Body::Text(text) = response.body() else {
-            unreachable!("a JSON text body")
-        };
-        assert!(text.contains("not_implemented"));
-    }
-}
+pub use delivery::Delivery;
+pub use receive::{Notifications, Outcome, Reply};

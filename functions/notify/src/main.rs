@@ -1,7 +1,32 @@
-use lambda_http::{Error, run, service_fn, tracing};
+//! Reads the configuration, builds the store and the verifier once, then serves.
+
+use f2f_runtime::{Function, NotifyConfig, SystemClock, telemetry, wiring};
+use notify::Notifications;
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    run(service_fn(notify::handle)).await
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_tracing();
+    let config = NotifyConfig::from_env().inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::Notify)?;
+    let sdk = aws_adapters::aws_config().await;
+    let adapters = wiring::build_notify(&config, &sdk)
+        .await
+        .inspect_err(|error| {
+            tracing::error!(%error, "the adapters could not be built");
+        })?;
+    let notifications = Arc::new(Notifications {
+        store: adapters.orders,
+        clock: SystemClock,
+        verifier: adapters.verifier,
+        app_id: config.app_id,
+        seller_id: config.seller_id,
+    });
+    tracing::info!("notify function ready");
+    f2f_runtime::serve(notifications, |notifications, request| {
+        Box::pin(async move { notifications.handle(request).await })
+    })
+    .await
 }

@@ -33,7 +33,7 @@ use domain::converge::{
     Actor, AlipayView, Mismatch, Plan, anomaly, apply_planned, apply_view, check_trade, converge,
     describe_rejection, describe_unknown, plan_cancelled, read_query, reasons,
 };
-use domain::order::{Order, OrderStatus, PaymentSource};
+use domain::order::{Buyer, Order, OrderStatus, PaymentSource};
 use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use f2f_runtime::telemetry::count;
 use std::time::Duration;
@@ -92,6 +92,7 @@ fn read_pay_answer(order: &Order, answer: PayResponse) -> PayAnswer {
         trade_no: answer.trade_no,
         paid_at,
         source: PaymentSource::PayResponse,
+        buyer: Buyer::new(answer.buyer_user_id, answer.buyer_open_id),
     })
 }
 
@@ -599,7 +600,7 @@ mod tests {
         let anomalies = p.store.anomalies.lock().unwrap().clone();
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].kind, AnomalyKind::RefundedByCancel);
-        assert_eq!(anomalies[0].order_status, OrderStatus::Refunded);
+        assert_eq!(anomalies[0].order_status, Some(OrderStatus::Refunded));
     }
 
     #[tokio::test]
@@ -627,6 +628,7 @@ mod tests {
                         "2024B10".into(),
                         current.created_at(),
                         PaymentSource::Notification,
+                        domain::order::Buyer::default(),
                         current.created_at(),
                     )
                     .ok()

@@ -166,7 +166,13 @@ mod tests {
             Existing::Abandoned
         );
         let paid = polling
-            .paid("t".into(), now, domain::order::PaymentSource::Query, now)
+            .paid(
+                "t".into(),
+                now,
+                domain::order::PaymentSource::Query,
+                domain::order::Buyer::default(),
+                now,
+            )
             .unwrap()
             .next;
         assert_eq!(classify(&paid, &r.hash, now), Existing::Replay);

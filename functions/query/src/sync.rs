@@ -190,6 +190,7 @@ mod tests {
             buyer_pay_amount: None,
             buyer_logon_id: None,
             buyer_user_id: None,
+            buyer_open_id: None,
             send_pay_date: None,
             store_id: None,
             terminal_id: None,
@@ -201,7 +202,13 @@ mod tests {
         let now = Utc::now();
         let stored = pending(now - chrono::Duration::seconds(60));
         let winner = stored
-            .paid("2024".into(), now, PaymentSource::Notification, now)
+            .paid(
+                "2024".into(),
+                now,
+                PaymentSource::Notification,
+                domain::order::Buyer::default(),
+                now,
+            )
             .unwrap()
             .next;
         let orders = Orders {
@@ -263,7 +270,13 @@ mod tests {
         assert!(needs_sync(&order, now, Duration::from_secs(5)));
         assert!(!needs_sync(&order, now, Duration::from_secs(60)));
         let paid = order
-            .paid("t".into(), now, PaymentSource::Query, now)
+            .paid(
+                "t".into(),
+                now,
+                PaymentSource::Query,
+                domain::order::Buyer::default(),
+                now,
+            )
             .unwrap()
             .next;
         assert!(!needs_sync(&paid, now, Duration::ZERO));

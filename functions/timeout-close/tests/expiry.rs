@@ -308,3 +308,85 @@ async fn a_batch_names_only_the_messages_that_must_come_back() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_redelivered_message_changes_nothing_and_calls_nothing() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    f.env
+        .sandbox_post(&format!("/sandbox/trades/{no}/scan"), json!({}))
+        .await?;
+    let message = due_now(&no)?;
+    assert_eq!(
+        f.expiries.expire(&message).await?,
+        Handled::Settled(OrderStatus::Closed)
+    );
+    let events = f
+        .expiries
+        .store
+        .events(&OutTradeNo::parse(&no)?)
+        .await?
+        .len();
+    f.env.aws_calls.reset();
+    // SQS delivers at least once: the same message again, twice.
+    for _ in 0..2 {
+        assert_eq!(
+            f.expiries.expire(&message).await?,
+            Handled::AlreadySettled(OrderStatus::Closed)
+        );
+    }
+    assert_eq!(f.closes.load(Ordering::SeqCst), 1, "one close at Alipay");
+    let calls = f.env.aws_calls.snapshot();
+    let after = f
+        .expiries
+        .store
+        .events(&OutTradeNo::parse(&no)?)
+        .await?
+        .len();
+    assert_eq!(after, events, "no new event");
+    assert_eq!(
+        calls.keys().collect::<Vec<_>>(),
+        ["DynamoDB.GetItem"],
+        "a redelivery is one read each: {calls:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn what_an_expiry_costs_in_dynamodb_calls() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (never_scanned, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let (scanned, _) = create(&f.env, qr(&out_trade_no())).await?;
+    f.env
+        .sandbox_post(&format!("/sandbox/trades/{scanned}/scan"), json!({}))
+        .await?;
+    let mut costs = Vec::new();
+    for no in [&never_scanned, &scanned] {
+        f.env.aws_calls.reset();
+        assert_eq!(
+            f.expiries.expire(&due_now(no)?).await?,
+            Handled::Settled(OrderStatus::Closed)
+        );
+        costs.push(f.env.aws_calls.snapshot());
+    }
+    println!(
+        "DynamoDB calls per expiry: never scanned {:?}, scanned {:?}",
+        costs[0], costs[1]
+    );
+    let calls = |pairs: &[(&str, u64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    // Read, take the lease, close (locally; or at Alipay, then here).
+    assert_eq!(
+        costs[0],
+        calls(&[("DynamoDB.GetItem", 1), ("DynamoDB.TransactWriteItems", 2)])
+    );
+    assert_eq!(
+        costs[1],
+        calls(&[("DynamoDB.GetItem", 1), ("DynamoDB.TransactWriteItems", 2)])
+    );
+    Ok(())
+}

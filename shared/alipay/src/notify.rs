@@ -182,6 +182,8 @@ impl TradeStatus {
 pub struct TradeNotification {
     pub notify_id: String,
     pub app_id: String,
+    /// The app the trade was made through, when a service provider's app sends for it.
+    pub auth_app_id: Option<String>,
     pub seller_id: Option<String>,
     pub out_trade_no: String,
     pub trade_no: String,
@@ -189,8 +191,16 @@ pub struct TradeNotification {
     pub total_amount: Fen,
     pub receipt_amount: Option<Fen>,
     pub buyer_id: Option<String>,
-    /// Beijing time, as sent.
+    /// The buyer's OpenID, sent instead of `buyer_id` to apps on OpenID.
+    pub buyer_open_id: Option<String>,
+    /// Beijing time, as sent (also `gmt_payment` and `gmt_refund`).
+    pub gmt_create: Option<String>,
     pub gmt_payment: Option<String>,
+    /// Present on a refund's notification: the total refunded so far.
+    pub refund_fee: Option<Fen>,
+    pub gmt_refund: Option<String>,
+    /// The refund's `out_request_no`, on a refund's notification.
+    pub out_biz_no: Option<String>,
 }
 
 impl VerifiedNotification {
@@ -227,6 +237,7 @@ impl VerifiedNotification {
         Ok(TradeNotification {
             notify_id: required("notify_id")?,
             app_id: required("app_id")?,
+            auth_app_id: optional("auth_app_id"),
             seller_id: optional("seller_id"),
             out_trade_no: required("out_trade_no")?,
             trade_no: required("trade_no")?,
@@ -236,7 +247,14 @@ impl VerifiedNotification {
                 .map(|t| amount("receipt_amount", &t))
                 .transpose()?,
             buyer_id: optional("buyer_id"),
+            buyer_open_id: optional("buyer_open_id"),
+            gmt_create: optional("gmt_create"),
             gmt_payment: optional("gmt_payment"),
+            refund_fee: optional("refund_fee")
+                .map(|t| amount("refund_fee", &t))
+                .transpose()?,
+            gmt_refund: optional("gmt_refund"),
+            out_biz_no: optional("out_biz_no"),
         })
     }
 }

@@ -13,7 +13,7 @@ use common::{claimed, dynamo};
 use domain::OrderStatus;
 use domain::OutTradeNo;
 use domain::anomaly::{AlipayFacts, Anomaly, AnomalyKind, AnomalyStatus, FactSource};
-use domain::order::{Order, PaymentSource};
+use domain::order::{Buyer, Order, PaymentSource};
 use domain::ports::{Applied, OrderStore};
 
 fn sighting(order: &Order, kind: AnomalyKind, at: chrono::DateTime<Utc>) -> Anomaly {
@@ -22,9 +22,9 @@ fn sighting(order: &Order, kind: AnomalyKind, at: chrono::DateTime<Utc>) -> Anom
     facts.refund_fen = Some(order.amount().fen().get());
     Anomaly {
         kind,
-        out_trade_no: order.out_trade_no().clone(),
-        order_status: order.status(),
-        order_amount_fen: order.amount().fen().get(),
+        out_trade_no: Some(order.out_trade_no().clone()),
+        order_status: Some(order.status()),
+        order_amount_fen: Some(order.amount().fen().get()),
         facts,
         detail: "seen in a test".into(),
         seen_at: at,
@@ -43,6 +43,7 @@ async fn an_anomaly_commits_with_its_transition_or_not_at_all() {
             "2024".into(),
             Utc::now(),
             PaymentSource::PayResponse,
+            Buyer::default(),
             Utc::now(),
         )
         .unwrap();
@@ -125,7 +126,10 @@ async fn a_repeat_updates_one_record_and_listings_find_it() {
     assert_eq!(paid_after_close.first_seen, first_seen);
     assert_eq!(paid_after_close.last_seen, again);
     assert_eq!(paid_after_close.latest.detail, "seen again");
-    assert_eq!(paid_after_close.latest.order_status, OrderStatus::Closed);
+    assert_eq!(
+        paid_after_close.latest.order_status,
+        Some(OrderStatus::Closed)
+    );
 
     let of_day = store
         .anomalies_of_day(beijing_day(first_seen))
@@ -139,7 +143,7 @@ async fn a_repeat_updates_one_record_and_listings_find_it() {
     let open = store.open_anomalies().await.unwrap();
     let mine: Vec<_> = open
         .iter()
-        .filter(|r| r.latest.out_trade_no == no)
+        .filter(|r| r.latest.out_trade_no.as_ref() == Some(&no))
         .collect();
     assert_eq!(mine.len(), 2);
     assert!(

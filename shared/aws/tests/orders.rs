@@ -13,7 +13,7 @@ use chrono::{NaiveDate, Utc};
 use common::{at, claimed, dynamo};
 use domain::OrderStatus;
 use domain::OutTradeNo;
-use domain::order::{EventKind, OrderFailure, PaymentSource};
+use domain::order::{Buyer, EventKind, OrderFailure, PaymentSource};
 use domain::ports::{Applied, Claim, OrderStore, StoreError};
 
 /// Every item of the table (a small test table: one scan page).
@@ -172,6 +172,7 @@ async fn a_valid_transition_is_applied_with_its_event() {
             "2024010122001".into(),
             Utc::now(),
             PaymentSource::Notification,
+            Buyer::default(),
             Utc::now(),
         )
         .unwrap();
@@ -241,7 +242,13 @@ async fn of_two_concurrent_transitions_from_one_version_exactly_one_wins() {
 
         let paid = pending
             .next
-            .paid("2024".into(), Utc::now(), PaymentSource::Query, Utc::now())
+            .paid(
+                "2024".into(),
+                Utc::now(),
+                PaymentSource::Query,
+                Buyer::default(),
+                Utc::now(),
+            )
             .unwrap();
         let closed = pending.next.closed("expired", Utc::now()).unwrap();
         let (a, b) = {

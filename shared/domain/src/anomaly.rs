@@ -26,15 +26,25 @@ pub enum AnomalyKind {
     OutTradeNoMismatch,
     /// Alipay names another `trade_no` than the one recorded for the order.
     TradeNoMismatch,
+    /// A verified notification of this app names an order that does not exist here.
+    UnknownOrder,
+    /// A notification that cannot be trusted: its signature does not verify, or it cannot be
+    /// read as a notification at all.
+    UntrustedNotification,
+    /// A correctly signed notification for another app or another seller.
+    ForeignNotification,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 5] = [
+    pub const ALL: [AnomalyKind; 8] = [
         AnomalyKind::RefundedByCancel,
         AnomalyKind::PaidAfterClose,
         AnomalyKind::AmountMismatch,
         AnomalyKind::OutTradeNoMismatch,
         AnomalyKind::TradeNoMismatch,
+        AnomalyKind::UnknownOrder,
+        AnomalyKind::UntrustedNotification,
+        AnomalyKind::ForeignNotification,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +54,9 @@ impl AnomalyKind {
             AnomalyKind::AmountMismatch => "amount_mismatch",
             AnomalyKind::OutTradeNoMismatch => "out_trade_no_mismatch",
             AnomalyKind::TradeNoMismatch => "trade_no_mismatch",
+            AnomalyKind::UnknownOrder => "unknown_order",
+            AnomalyKind::UntrustedNotification => "untrusted_notification",
+            AnomalyKind::ForeignNotification => "foreign_notification",
         }
     }
 
@@ -55,6 +68,9 @@ impl AnomalyKind {
             AnomalyKind::AmountMismatch => "anomaly_amount_mismatch",
             AnomalyKind::OutTradeNoMismatch => "anomaly_out_trade_no_mismatch",
             AnomalyKind::TradeNoMismatch => "anomaly_trade_no_mismatch",
+            AnomalyKind::UnknownOrder => "anomaly_unknown_order",
+            AnomalyKind::UntrustedNotification => "anomaly_untrusted_notification",
+            AnomalyKind::ForeignNotification => "anomaly_foreign_notification",
         }
     }
 
@@ -76,6 +92,15 @@ impl AnomalyKind {
             AnomalyKind::TradeNoMismatch => {
                 "Alipay reports two trades for one order number: check both in Alipay's merchant portal and refund the duplicate, then resolve."
             }
+            AnomalyKind::UnknownOrder => {
+                "Alipay notified a trade for an order number this system never created: look the trade up in Alipay's merchant portal (another system sharing the app id, or lost data), refund or record it, then resolve."
+            }
+            AnomalyKind::UntrustedNotification => {
+                "A notification failed verification and was ignored: if notifications keep failing, check the Alipay public key (a rotated key?); otherwise it is a forgery. Orders still converge by querying Alipay. Resolve once explained."
+            }
+            AnomalyKind::ForeignNotification => {
+                "A correctly signed notification for another app or seller reached this endpoint: check the notify_url configured in the other app, then resolve."
+            }
         }
     }
 }
@@ -90,6 +115,9 @@ pub enum FactSource {
     Cancel,
     Notification,
 }
+
+/// A reason for an anomaly to have no order: the notification named no valid order number.
+pub const UNATTRIBUTED: &str = "unattributed";
 
 /// What Alipay said, as far as it bears on the contradiction (verified text only).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,28 +144,38 @@ impl AlipayFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anomaly {
     pub kind: AnomalyKind,
-    pub out_trade_no: OutTradeNo,
-    /// The order's status when it was seen (after the transition it accompanies, if any).
-    pub order_status: OrderStatus,
-    pub order_amount_fen: i64,
+    /// The order it is about; none when a notification named no valid order number.
+    pub out_trade_no: Option<OutTradeNo>,
+    /// The order's status when it was seen (after the transition it accompanies, if any);
+    /// none when there is no such order.
+    pub order_status: Option<OrderStatus>,
+    pub order_amount_fen: Option<i64>,
     pub facts: AlipayFacts,
     pub detail: String,
     pub seen_at: DateTime<Utc>,
 }
 
 impl Anomaly {
-    /// `<out_trade_no>/<kind>`: one record per order and kind.
+    /// `<out_trade_no>/<kind>`: one record per order and kind; `unattributed/<day>/<kind>`
+    /// (Beijing day) for sightings without an order number: one record per day and kind.
     pub fn id(&self) -> String {
-        anomaly_id(&self.out_trade_no, self.kind)
+        match &self.out_trade_no {
+            Some(no) => anomaly_id(no, self.kind),
+            None => format!(
+                "{UNATTRIBUTED}/{}/{}",
+                crate::beijing_day(self.seen_at).format("%Y-%m-%d"),
+                self.kind.as_str()
+            ),
+        }
     }
 
     /// The error-level log line and the metric of a recorded anomaly. Called once the
     /// record is durable.
     pub fn report(&self) {
         tracing::error!(
-            out_trade_no = %self.out_trade_no,
+            out_trade_no = self.out_trade_no.as_ref().map(OutTradeNo::as_str),
             anomaly = self.kind.as_str(),
-            order_status = self.order_status.as_str(),
+            order_status = self.order_status.map(OrderStatus::as_str),
             alipay_trade_no = self.facts.trade_no.as_deref(),
             alipay_amount_fen = self.facts.total_amount_fen,
             detail = %self.detail,

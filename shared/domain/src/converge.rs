@@ -12,7 +12,7 @@
 //! have made ours unnecessary, illegal, or still right.
 
 use crate::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
-use crate::order::{Order, OrderStatus, PaymentSource, Transition};
+use crate::order::{Buyer, Order, OrderStatus, PaymentSource, Transition};
 use crate::ports::{Applied, Clock, OrderStore, PaymentGateway, StoreError};
 use alipay::api::{CancelAction, CancelResponse, QueryRequest, QueryResponse, TradeRef};
 use alipay::notify::TradeStatus;
@@ -41,6 +41,7 @@ pub enum AlipayView {
         trade_no: String,
         paid_at: Option<DateTime<Utc>>,
         source: PaymentSource,
+        buyer: Buyer,
     },
     /// `WAIT_BUYER_PAY`: the trade exists, the buyer has not paid (yet).
     Waiting { trade_no: String },
@@ -193,6 +194,7 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
                 trade_no: trade.trade_no,
                 paid_at,
                 source: PaymentSource::Query,
+                buyer: Buyer::new(trade.buyer_user_id, trade.buyer_open_id),
             }
         }
         TradeStatus::WaitBuyerPay => AlipayView::Waiting {
@@ -204,12 +206,18 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
     }
 }
 
-/// Who is converging: someone who only looks (a GET, a notification, the expiry job before
-/// it takes the lease), or the holder of the order's lease (`held` is its copy of the order).
+/// Who is converging: someone who only looks (a GET, the expiry job before it takes the
+/// lease), the holder of the order's lease (`held` is its copy of the order), or a witness of
+/// a fact Alipay signed unasked (a notification).
 #[derive(Debug, Clone, Copy)]
 pub enum Actor<'a> {
     Observer,
     Holder(&'a Order),
+    /// Writes what Alipay reports (paid, closed, scanned) whoever holds the order: these are
+    /// facts about money, and none of them sends an Alipay call. A fact that settles the order
+    /// ends the holder's lease (its next fenced step finds the order settled and stops); a
+    /// scan leaves the lease alone. A witness never marks an order synced.
+    Witness,
 }
 
 impl Actor<'_> {
@@ -217,6 +225,7 @@ impl Actor<'_> {
     /// lease.
     pub fn may_act_on(&self, order: &Order, now: DateTime<Utc>) -> bool {
         match self {
+            Actor::Witness => true,
             _ if !order.lease_live(now) => true,
             Actor::Holder(held) => held.same_holder(order),
             Actor::Observer => false,
@@ -248,9 +257,9 @@ impl Plan {
 pub fn anomaly(order: &Order, mismatch: Mismatch, now: DateTime<Utc>) -> Anomaly {
     Anomaly {
         kind: mismatch.kind,
-        out_trade_no: order.out_trade_no().clone(),
-        order_status: order.status(),
-        order_amount_fen: order.amount().fen().get(),
+        out_trade_no: Some(order.out_trade_no().clone()),
+        order_status: Some(order.status()),
+        order_amount_fen: Some(order.amount().fen().get()),
         facts: mismatch.facts,
         detail: mismatch.detail,
         seen_at: now,
@@ -298,20 +307,35 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
     if !actor.may_act_on(order, now) {
         return Plan::nothing();
     }
-    let transition = match (view, order.status()) {
+    let transition = match (view, order.status(), actor) {
         (
             AlipayView::Paid {
                 trade_no,
                 paid_at,
                 source,
+                buyer,
             },
             _,
-        ) => order.paid(trade_no.clone(), paid_at.unwrap_or(now), *source, now),
-        (AlipayView::Waiting { trade_no }, OrderStatus::Creating) => {
+            _,
+        ) => order.paid(
+            trade_no.clone(),
+            paid_at.unwrap_or(now),
+            *source,
+            buyer.clone(),
+            now,
+        ),
+        (AlipayView::Closed { .. }, _, _) => order.closed(reasons::CLOSED_AT_ALIPAY, now),
+        (AlipayView::Waiting { trade_no }, _, Actor::Witness) => {
+            if order.scanned_at().is_some() {
+                return Plan::nothing();
+            }
+            order.scanned(Some(trade_no.clone()), now, now)
+        }
+        (_, _, Actor::Witness) => return Plan::nothing(),
+        (AlipayView::Waiting { trade_no }, OrderStatus::Creating, _) => {
             order.created_at_alipay(None, Some(trade_no.clone()), now)
         }
-        (AlipayView::Waiting { .. } | AlipayView::NotExist, _) => order.synced(now),
-        (AlipayView::Closed { .. }, _) => order.closed(reasons::CLOSED_AT_ALIPAY, now),
+        (AlipayView::Waiting { .. } | AlipayView::NotExist, _, _) => order.synced(now),
         _ => return Plan::nothing(),
     };
     Plan::transition(transition.ok())
@@ -354,7 +378,7 @@ pub fn plan_cancelled(
         .ok();
     let mut anomaly = anomaly(current, mismatch, now);
     if let Some(transition) = &transition {
-        anomaly.order_status = transition.next.status();
+        anomaly.order_status = Some(transition.next.status());
     }
     Plan {
         transition,
@@ -528,6 +552,7 @@ mod tests {
             buyer_pay_amount: None,
             buyer_logon_id: None,
             buyer_user_id: None,
+            buyer_open_id: None,
             send_pay_date: Some("2023-11-15 06:13:20".into()),
             store_id: None,
             terminal_id: None,
@@ -552,6 +577,7 @@ mod tests {
                 trade_no: "2024".into(),
                 paid_at: alipay::time::parse_beijing("2023-11-15 06:13:20").ok(),
                 source: PaymentSource::Query,
+                buyer: Buyer::default(),
             }
         );
         assert_eq!(
@@ -586,7 +612,7 @@ mod tests {
         let anomaly = planned.anomaly.unwrap();
         assert_eq!(anomaly.kind, AnomalyKind::AmountMismatch);
         assert_eq!(anomaly.facts.total_amount_fen, Some(99));
-        assert_eq!(anomaly.order_amount_fen, 100);
+        assert_eq!(anomaly.order_amount_fen, Some(100));
         let waiting = read_query(&o, trade(TradeStatus::WaitBuyerPay, 99));
         assert_eq!(waiting.kind(), "mismatch", "any status of another amount");
     }
@@ -621,15 +647,22 @@ mod tests {
             trade_no: "2024".into(),
             paid_at: None,
             source: PaymentSource::Query,
+            buyer: Buyer::default(),
         };
         let planned = plan(&closed, &paid_view, at(2), Actor::Observer);
         assert!(planned.transition.is_none());
         let anomaly = planned.anomaly.unwrap();
         assert_eq!(anomaly.kind, AnomalyKind::PaidAfterClose);
-        assert_eq!(anomaly.order_status, OrderStatus::Closed);
+        assert_eq!(anomaly.order_status, Some(OrderStatus::Closed));
         assert_eq!(anomaly.facts.trade_no.as_deref(), Some("2024"));
         let paid = order()
-            .paid("2024".into(), at(1), PaymentSource::Query, at(1))
+            .paid(
+                "2024".into(),
+                at(1),
+                PaymentSource::Query,
+                Buyer::default(),
+                at(1),
+            )
             .unwrap()
             .next;
         assert_eq!(
@@ -724,6 +757,7 @@ mod tests {
             trade_no: "2024".into(),
             paid_at: None,
             source: PaymentSource::Query,
+            buyer: Buyer::default(),
         };
         assert!(
             planned(&closed, &paid_view, at(34)).is_none(),

@@ -15,6 +15,7 @@ pub mod anomaly;
 pub mod auth;
 pub mod converge;
 pub mod fence;
+pub mod notification;
 pub mod order;
 pub mod out_trade_no;
 pub mod ports;
@@ -23,3 +24,12 @@ pub use alipay::Fen;
 pub use amount::OrderAmount;
 pub use order::{Order, OrderStatus, Scene};
 pub use out_trade_no::OutTradeNo;
+
+/// The calendar day in Beijing (UTC+8 all year, no daylight saving since 1991) of an instant:
+/// the day Alipay's bills file it under, and the day of the indexes.
+pub fn beijing_day(at: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+    const BEIJING_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
+    chrono::FixedOffset::east_opt(BEIJING_UTC_OFFSET_SECONDS).map_or(at.date_naive(), |beijing| {
+        at.with_timezone(&beijing).date_naive()
+    })
+}

@@ -21,6 +21,7 @@
 //! guessing; nobody acts on an order under someone else's live lease.
 
 use crate::anomaly::Anomaly;
+use crate::notification::ReceivedNotification;
 use crate::{OrderAmount, OutTradeNo};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -113,7 +114,13 @@ pub struct Order {
     lease_holder: Option<String>,
     qr_code: Option<String>,
     alipay_trade_no: Option<String>,
+    /// When a buyer scanned the QR code (Alipay's WAIT_BUYER_PAY notification).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scanned_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
+    /// Who paid, as Alipay names the buyer to this app.
+    #[serde(default, skip_serializing_if = "Buyer::is_unknown")]
+    buyer: Buyer,
     closed_at: Option<DateTime<Utc>>,
     /// The total refunded so far, in fen (0 when nothing was refunded).
     #[serde(default)]
@@ -122,6 +129,31 @@ pub struct Order {
     refunded_at: Option<DateTime<Utc>>,
     last_synced_at: Option<DateTime<Utc>>,
     failure: Option<OrderFailure>,
+}
+
+/// The buyer as Alipay identifies them to this app: `buyer_id`/`buyer_user_id` (a `2088…`
+/// user id) for apps on user ids, `buyer_open_id` for apps on OpenID (the default for apps
+/// created since 2023). Either may be absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Buyer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_id: Option<String>,
+}
+
+impl Buyer {
+    pub fn new(user_id: Option<String>, open_id: Option<String>) -> Buyer {
+        let non_empty = |id: Option<String>| id.filter(|id| !id.is_empty());
+        Buyer {
+            user_id: non_empty(user_id),
+            open_id: non_empty(open_id),
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        self.user_id.is_none() && self.open_id.is_none()
+    }
 }
 
 /// Who told us a payment happened.
@@ -157,6 +189,10 @@ pub enum EventKind {
     LeaseReleased,
     CreatedAtAlipay,
     Synced,
+    /// A buyer scanned the QR code (Alipay notified WAIT_BUYER_PAY).
+    Scanned {
+        alipay_trade_no: Option<String>,
+    },
     Paid {
         alipay_trade_no: String,
         source: PaymentSource,
@@ -183,12 +219,20 @@ pub struct Transition {
     pub next: Order,
     pub event: OrderEvent,
     pub anomaly: Option<Anomaly>,
+    /// The notification that caused it, kept in the same write.
+    pub notification: Option<ReceivedNotification>,
 }
 
 impl Transition {
     /// Records `anomaly` in the same write.
     pub fn with_anomaly(mut self, anomaly: Option<Anomaly>) -> Transition {
         self.anomaly = anomaly;
+        self
+    }
+
+    /// Keeps `notification` in the same write.
+    pub fn with_notification(mut self, notification: ReceivedNotification) -> Transition {
+        self.notification = Some(notification);
         self
     }
 }
@@ -234,7 +278,9 @@ impl Order {
             lease_holder: Some(ulid::Ulid::generate().to_string()),
             qr_code: None,
             alipay_trade_no: None,
+            scanned_at: None,
             paid_at: None,
+            buyer: Buyer::default(),
             closed_at: None,
             refunded_fen: 0,
             refunded_at: None,
@@ -289,6 +335,7 @@ impl Order {
             next,
             event,
             anomaly: None,
+            notification: None,
         })
     }
 
@@ -407,6 +454,7 @@ impl Order {
         alipay_trade_no: String,
         paid_at: DateTime<Utc>,
         source: PaymentSource,
+        buyer: Buyer,
         now: DateTime<Utc>,
     ) -> Result<Transition, IllegalTransition> {
         let kind = EventKind::Paid {
@@ -421,7 +469,30 @@ impl Order {
             |o| {
                 o.alipay_trade_no = Some(alipay_trade_no);
                 o.paid_at = Some(paid_at);
+                o.buyer = buyer;
                 o.last_synced_at = Some(now);
+            },
+        )
+    }
+
+    /// A buyer scanned the QR code: remembered once (the first scan), leaving the status and
+    /// the lease as they are, so whoever holds the order keeps it.
+    pub fn scanned(
+        &self,
+        alipay_trade_no: Option<String>,
+        scanned_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Creating, OrderStatus::Pending],
+            self.status,
+            EventKind::Scanned {
+                alipay_trade_no: alipay_trade_no.clone(),
+            },
+            now,
+            |o| {
+                o.alipay_trade_no = o.alipay_trade_no.take().or(alipay_trade_no);
+                o.scanned_at = Some(scanned_at);
             },
         )
     }
@@ -539,8 +610,14 @@ impl Order {
     pub fn alipay_trade_no(&self) -> Option<&str> {
         self.alipay_trade_no.as_deref()
     }
+    pub fn scanned_at(&self) -> Option<DateTime<Utc>> {
+        self.scanned_at
+    }
     pub fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.paid_at
+    }
+    pub fn buyer(&self) -> &Buyer {
+        &self.buyer
     }
     pub fn closed_at(&self) -> Option<DateTime<Utc>> {
         self.closed_at
@@ -631,7 +708,13 @@ mod tests {
 
         let paid = pending
             .next
-            .paid("2024".into(), at(5), PaymentSource::Notification, at(6))
+            .paid(
+                "2024".into(),
+                at(5),
+                PaymentSource::Notification,
+                Buyer::default(),
+                at(6),
+            )
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(paid.next.status(), OrderStatus::Paid);
         assert_eq!(paid.next.alipay_trade_no(), Some("2024"));
@@ -646,7 +729,13 @@ mod tests {
             .next;
         assert!(
             closed
-                .paid("t".into(), at(2), PaymentSource::Query, at(2))
+                .paid(
+                    "t".into(),
+                    at(2),
+                    PaymentSource::Query,
+                    Buyer::default(),
+                    at(2)
+                )
                 .is_err()
         );
         assert!(closed.closed("again", at(2)).is_err());
@@ -673,7 +762,13 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(retaken.next.status(), OrderStatus::Pending);
         let paid = pending
-            .paid("t".into(), at(34), PaymentSource::Query, at(34))
+            .paid(
+                "t".into(),
+                at(34),
+                PaymentSource::Query,
+                Buyer::default(),
+                at(34),
+            )
             .unwrap_or_else(|e| unreachable!("{e}"))
             .next;
         assert!(paid.take_over_lease(at(35), Duration::seconds(30)).is_err());
@@ -715,7 +810,13 @@ mod tests {
             "created at Alipay: the holder is done"
         );
         let paid = pending
-            .paid("t".into(), at(5), PaymentSource::Query, at(5))
+            .paid(
+                "t".into(),
+                at(5),
+                PaymentSource::Query,
+                Buyer::default(),
+                at(5),
+            )
             .unwrap_or_else(|e| unreachable!("{e}"))
             .next;
         assert!(
@@ -767,7 +868,13 @@ mod tests {
     #[test]
     fn a_cancel_refund_ends_in_refunded_with_the_whole_amount() {
         let paid = claimed()
-            .paid("2024".into(), at(2), PaymentSource::PayResponse, at(2))
+            .paid(
+                "2024".into(),
+                at(2),
+                PaymentSource::PayResponse,
+                Buyer::default(),
+                at(2),
+            )
             .unwrap_or_else(|e| unreachable!("{e}"))
             .next;
         let refunded = paid
@@ -781,7 +888,13 @@ mod tests {
         assert!(
             refunded
                 .next
-                .paid("2024".into(), at(4), PaymentSource::Query, at(4))
+                .paid(
+                    "2024".into(),
+                    at(4),
+                    PaymentSource::Query,
+                    Buyer::default(),
+                    at(4)
+                )
                 .is_err()
         );
         let from_pending = claimed()

@@ -3,6 +3,7 @@
 
 use crate::OutTradeNo;
 use crate::anomaly::Anomaly;
+use crate::notification::ReceivedNotification;
 use crate::order::{Order, OrderEvent, Transition};
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
@@ -69,6 +70,15 @@ pub trait OrderStore: Send + Sync {
     fn record_anomaly(
         &self,
         anomaly: &Anomaly,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Keeps received notifications that cause no transition (a transition keeps its own, in
+/// the same write: [`Transition::notification`]).
+pub trait NotificationLog: Send + Sync {
+    fn keep(
+        &self,
+        notification: &ReceivedNotification,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -36,6 +36,8 @@ pub enum Function {
     Pay,
     Query,
     TimeoutClose,
+    /// Configured by [`NotifyConfig`]: it calls no Alipay API and holds no private key.
+    Notify,
 }
 
 impl Function {
@@ -44,6 +46,7 @@ impl Function {
             Function::Pay => "pay",
             Function::Query => "query",
             Function::TimeoutClose => "timeout-close",
+            Function::Notify => "notify",
         }
     }
 
@@ -60,7 +63,7 @@ impl Function {
     fn default_timeout(self) -> Duration {
         match self {
             Function::Pay | Function::TimeoutClose => Duration::from_secs(60),
-            Function::Query => Duration::from_secs(10),
+            Function::Query | Function::Notify => Duration::from_secs(10),
         }
     }
 }
@@ -137,6 +140,42 @@ pub struct Config {
     /// How often merchant keys kept in Secrets Manager are read again.
     pub merchant_keys_refresh: Duration,
     pub knobs: Knobs,
+}
+
+/// The notify function's configuration: it verifies notifications with Alipay's public key
+/// and writes to the orders table; it sends no Alipay request, so it has no app private key
+/// and no gateway.
+///
+/// | variable | meaning |
+/// | --- | --- |
+/// | `ORDERS_TABLE` | DynamoDB table of orders |
+/// | `ALIPAY_APP_ID` | the merchant's app id: notifications for another app (`app_id`, or `auth_app_id` when a service provider's app sends) are refused |
+/// | `ALIPAY_SELLER_ID` | optional; when set, notifications for another seller (`seller_id`) are refused |
+/// | `ALIPAY_PUBLIC_KEY` or `ALIPAY_PUBLIC_KEY_FILE` | Alipay's public key (PEM or bare Base64) |
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub orders_table: String,
+    pub app_id: String,
+    pub seller_id: Option<String>,
+    pub alipay_public_key: SecretSource,
+}
+
+impl NotifyConfig {
+    pub fn from_env() -> Result<NotifyConfig, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<NotifyConfig, ConfigError> {
+        let env = Env { lookup };
+        Ok(NotifyConfig {
+            orders_table: env.required("ORDERS_TABLE")?,
+            app_id: env.required("ALIPAY_APP_ID")?,
+            seller_id: env.optional("ALIPAY_SELLER_ID"),
+            alipay_public_key: env.inline_or_file("ALIPAY_PUBLIC_KEY", "ALIPAY_PUBLIC_KEY_FILE")?,
+        })
+    }
 }
 
 /// Reads variables through `lookup` (the process environment in production).
@@ -237,11 +276,13 @@ impl Config {
             .unwrap_or_else(|| orders_table.clone());
         let expiry_queue_url = match function {
             Function::Pay | Function::TimeoutClose => Some(env.url("EXPIRY_QUEUE_URL")?),
-            Function::Query => None,
+            Function::Query | Function::Notify => None,
         };
         let notify_url = match function {
             Function::Pay => Some(env.url("ALIPAY_NOTIFY_URL")?),
-            Function::Query | Function::TimeoutClose => env.optional("ALIPAY_NOTIFY_URL"),
+            Function::Query | Function::TimeoutClose | Function::Notify => {
+                env.optional("ALIPAY_NOTIFY_URL")
+            }
         };
         let alipay = AlipaySettings {
             app_id: env.required("ALIPAY_APP_ID")?,
@@ -365,6 +406,25 @@ mod tests {
         function: Function,
     ) -> Result<Config, ConfigError> {
         Config::from_lookup(function, &|name| vars.get(name).map(|v| (*v).to_owned()))
+    }
+
+    #[test]
+    fn notify_needs_no_private_key_and_no_gateway() {
+        let vars = HashMap::from([
+            ("ORDERS_TABLE", "orders"),
+            ("ALIPAY_APP_ID", "2021000000000000"),
+            ("ALIPAY_PUBLIC_KEY", "MIIBIjANBgkq-secret-looking"),
+        ]);
+        let config =
+            NotifyConfig::from_lookup(&|name| vars.get(name).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(config.seller_id, None);
+        assert!(!format!("{config:?}").contains("secret-looking"));
+        let missing = NotifyConfig::from_lookup(&|name| {
+            (name != "ALIPAY_APP_ID")
+                .then(|| vars.get(name).map(|v| (*v).to_owned()))
+                .flatten()
+        });
+        assert_eq!(missing.err(), Some(ConfigError::Missing("ALIPAY_APP_ID")));
     }
 
     #[test]

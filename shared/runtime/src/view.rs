@@ -25,7 +25,12 @@ pub struct OrderView {
     pub alipay_trade_no: Option<String>,
     pub created_at: String,
     pub expires_at: String,
+    /// When the buyer scanned the QR code (Alipay's WAIT_BUYER_PAY notification).
+    pub scanned_at: Option<String>,
     pub paid_at: Option<String>,
+    /// Who paid: Alipay's user id (`2088…`) for apps on user ids, the OpenID for apps on OpenID.
+    pub buyer_user_id: Option<String>,
+    pub buyer_open_id: Option<String>,
     pub closed_at: Option<String>,
     /// The total refunded so far (0 when nothing was refunded).
     pub refunded_fen: i64,
@@ -59,7 +64,10 @@ impl OrderView {
             alipay_trade_no: order.alipay_trade_no().map(str::to_owned),
             created_at: timestamp(order.created_at()),
             expires_at: timestamp(order.expires_at()),
+            scanned_at: order.scanned_at().map(timestamp),
             paid_at: order.paid_at().map(timestamp),
+            buyer_user_id: order.buyer().user_id.clone(),
+            buyer_open_id: order.buyer().open_id.clone(),
             closed_at: order.closed_at().map(timestamp),
             refunded_fen: order.refunded_fen(),
             refunded_at: order.refunded_at().map(timestamp),

@@ -4,7 +4,7 @@
 //! redacts them, and no error carries a secret's value. The merchant API keys are read at
 //! init too, and, when kept in Secrets Manager, again on the request path (see [`KeyRing`]).
 
-use crate::config::{Config, SecretSource};
+use crate::config::{Config, NotifyConfig, SecretSource};
 use crate::key_ring::{KeyRing, KeyRingError};
 use alipay::client::{AlipayClient, ClientConfig};
 use alipay::{AlipayVerifier, PrivateKey, PublicKey};
@@ -97,6 +97,34 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
             .map(|url| SqsExpiryScheduler::new(aws_sdk_sqs::Client::new(sdk), url.clone())),
         alipay,
         merchant_keys,
+    })
+}
+
+/// What the notify function needs: the store and Alipay's public key.
+#[derive(Debug, Clone)]
+pub struct NotifyAdapters {
+    pub orders: DynamoOrderStore,
+    pub verifier: AlipayVerifier,
+}
+
+/// Builds the notify function's adapters (no Secrets Manager read: the public key is inline
+/// or in a file).
+pub async fn build_notify(
+    config: &NotifyConfig,
+    sdk: &SdkConfig,
+) -> Result<NotifyAdapters, WiringError> {
+    let secrets = SecretsLoader::new(aws_sdk_secretsmanager::Client::new(sdk));
+    let text = read_secret(&secrets, "the Alipay public key", &config.alipay_public_key).await?;
+    let key = PublicKey::parse(text.expose_secret()).map_err(|e| WiringError::Invalid {
+        what: "the Alipay public key",
+        reason: e.to_string(),
+    })?;
+    Ok(NotifyAdapters {
+        orders: DynamoOrderStore::new(
+            aws_sdk_dynamodb::Client::new(sdk),
+            config.orders_table.clone(),
+        ),
+        verifier: AlipayVerifier::PublicKey(key),
     })
 }
 

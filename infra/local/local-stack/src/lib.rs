@@ -111,10 +111,13 @@ type Query = query::QueryApi<
     aws_adapters::DynamoNonceStore,
 >;
 
+type Notify = notify::Notifications<aws_adapters::DynamoOrderStore, SystemClock>;
+
 /// The functions behind the routes.
 struct Functions {
     pay: Pay,
     query: Query,
+    notify: Notify,
 }
 
 /// A running stack; [`LocalStack::shutdown`] stops it (dropping it also stops moto).
@@ -205,6 +208,8 @@ impl LocalStack {
         let query_config = Config::from_lookup(Function::Query, &lookup)?;
         let pay_adapters = wiring::build_with(&pay_config, &sdk).await?;
         let query_adapters = wiring::build_with(&query_config, &sdk).await?;
+        let notify_config = f2f_runtime::NotifyConfig::from_lookup(&lookup)?;
+        let notify_adapters = wiring::build_notify(&notify_config, &sdk).await?;
         let sync_after = query_config.knobs.sync_after;
         let functions = Arc::new(Functions {
             pay: pay::PayApi {
@@ -228,6 +233,13 @@ impl LocalStack {
                 },
                 nonces: query_adapters.nonces,
                 keys: query_adapters.merchant_keys,
+            },
+            notify: notify::Notifications {
+                store: notify_adapters.orders,
+                clock: SystemClock,
+                verifier: notify_adapters.verifier,
+                app_id: notify_config.app_id,
+                seller_id: notify_config.seller_id,
             },
         });
 
@@ -389,10 +401,7 @@ async fn serve_request(
                             match &route {
                                 Route::Pay => functions.pay.handle(request).await,
                                 Route::Query { .. } => functions.query.handle(request).await,
-                                Route::Notify => match notify::handle(request).await {
-                                    Ok(response) => response,
-                                    Err(never) => match never {},
-                                },
+                                Route::Notify => functions.notify.handle(request).await,
                             }
                         };
                         match tokio::time::timeout(gateway::INTEGRATION_TIMEOUT, answer).await {

@@ -127,7 +127,7 @@ async fn a_qr_payment_end_to_end_over_http() -> TestResult {
     let order: Value = got.json().await?;
     assert_eq!(order["status"], "PAID", "{order}");
 
-    // The sandbox's TRADE_SUCCESS notification reached POST /alipay/notify (still 501).
+    // The sandbox's notifications reached POST /alipay/notify and were answered `success`.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let log: Value = http
@@ -139,7 +139,10 @@ async fn a_qr_payment_end_to_end_over_http() -> TestResult {
             .json()
             .await?;
         let text = log.to_string();
-        if text.contains("/alipay/notify\"") && text.contains("\"http_status\":501") {
+        if text.contains("/alipay/notify\"")
+            && text.contains("\"response_body\":\"success\"")
+            && text.contains("TRADE_SUCCESS")
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no notification attempt: {log}");

@@ -189,6 +189,8 @@ pub struct PayResponse {
     pub out_trade_no: String,
     pub buyer_logon_id: Option<String>,
     pub buyer_user_id: Option<String>,
+    /// The buyer's OpenID, for apps on OpenID (instead of `buyer_user_id`).
+    pub buyer_open_id: Option<String>,
     #[serde(default, with = "wire::yuan_opt")]
     pub total_amount: Option<Fen>,
     #[serde(default, with = "wire::yuan_opt")]
@@ -245,6 +247,8 @@ pub struct QueryResponse {
     pub buyer_pay_amount: Option<Fen>,
     pub buyer_logon_id: Option<String>,
     pub buyer_user_id: Option<String>,
+    /// The buyer's OpenID, for apps on OpenID (instead of `buyer_user_id`).
+    pub buyer_open_id: Option<String>,
     /// Beijing time, as sent.
     pub send_pay_date: Option<String>,
     pub store_id: Option<String>,

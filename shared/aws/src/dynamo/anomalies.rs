@@ -1,4 +1,5 @@
-//! Anomaly records (`domain::anomaly`), in the order's partition: `pk = ORDER#<out_trade_no>`,
+//! Anomaly records (`domain::anomaly`), in the order's partition: `pk = ORDER#<out_trade_no>`
+//! (or `UNATTRIBUTED#<day>` for a sighting that names no order),
 //! `sk = ANOMALY#<kind>`, so there is one record per order and kind. A sighting is an upsert:
 //! the latest sighting's fields and `last_seen` are set, `occurrences` is incremented,
 //! `first_seen` and the index keys are set only by the first sighting, and the status becomes
@@ -25,6 +26,12 @@ const OPEN_KEY: &str = "ANOMALY#OPEN";
 /// `ANOMALY_DAY#<yyyy-MM-dd>`: the day listing's partition.
 pub fn anomaly_day_pk(day: NaiveDate) -> String {
     format!("ANOMALY_DAY#{}", day.format("%Y-%m-%d"))
+}
+
+/// `UNATTRIBUTED#<yyyy-MM-dd>`: the partition of a day's anomalies that name no order (a
+/// notification without a valid order number), one record per kind.
+pub fn unattributed_pk(day: NaiveDate) -> String {
+    format!("UNATTRIBUTED#{}", day.format("%Y-%m-%d"))
 }
 
 fn status_pk(status: AnomalyStatus) -> String {
@@ -100,7 +107,11 @@ pub(crate) fn anomaly_upsert(table: &str, anomaly: &Anomaly) -> Result<AnomalyUp
     values.insert(":one".into(), n(1));
     let expression = format!("SET {} ADD #occurrences :one", sets.join(", "));
     let mut key = Item::new();
-    key.insert(PK.into(), s(order_pk(&anomaly.out_trade_no)));
+    let pk = match &anomaly.out_trade_no {
+        Some(no) => order_pk(no),
+        None => unattributed_pk(beijing_day(anomaly.seen_at)),
+    };
+    key.insert(PK.into(), s(pk));
     key.insert(
         SK.into(),
         s(format!("{ANOMALY_SK_PREFIX}{}", anomaly.kind.as_str())),
@@ -138,7 +149,7 @@ impl DynamoOrderStore {
         }
         // Boxed like the order writes' requests (see `orders::write`).
         Box::pin(update.send()).await.map_err(|e| {
-            tracing::warn!(out_trade_no = %anomaly.out_trade_no, operation = "record_anomaly", outcome = "error", error = %describe(&e));
+            tracing::warn!(anomaly_id = %anomaly.id(), operation = "record_anomaly", outcome = "error", error = %describe(&e));
             StoreError::Unavailable(format!(
                 "recording anomaly {}: {}",
                 anomaly.id(),

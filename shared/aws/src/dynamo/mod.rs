@@ -4,6 +4,7 @@
 //! | --- | --- | --- | --- |
 //! | order | `ORDER#<out_trade_no>` | `ORDER` | the order's fields (`status` S and `version` N among them, used in conditions), `gsi1pk` = `DAY#<yyyy-MM-dd, Beijing time, of created_at>`, `gsi1sk` = `<created_at RFC3339, microseconds, Z>#<out_trade_no>` |
 //! | audit event | `ORDER#<out_trade_no>` | `EVENT#<version, 20 digits>` | the event's fields |
+//! | notification | `ORDER#<out_trade_no>` (or `UNATTRIBUTED#<day>`) | `NOTIFICATION#<received_at>#<request_id>` | the raw body, headers, receive time and verdict (`domain::notification`); `ttl` only for unattributed ones |
 //! | nonce | `NONCE#<key_id>#<nonce>` | `NONCE` | `ttl` N (unix seconds after which it is forgotten) |
 //! | anomaly | `ORDER#<out_trade_no>` | `ANOMALY#<kind>` | `latest` (M, the latest sighting), `id`, `status`, `first_seen`, `last_seen`, `occurrences`; `gsi1pk` = `ANOMALY_DAY#<day of first_seen>`, `gsi2pk` = `ANOMALY#OPEN` or `ANOMALY#RESOLVED` |
 //!
@@ -13,6 +14,7 @@
 
 pub mod anomalies;
 pub mod nonces;
+pub mod notifications;
 pub mod orders;
 pub mod schema;
 

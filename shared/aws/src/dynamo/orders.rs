@@ -2,8 +2,11 @@
 //!
 //! Every write is one `TransactWriteItems` of two puts: the order (conditional) and its audit
 //! event (`attribute_not_exists(pk)`), so an order never changes without its event, and an
-//! event number is never written twice; a transition that carries an anomaly adds a third
-//! item, the anomaly record's upsert (see [`super::anomalies`]), so the record commits with it. A failed order condition returns the stored order
+//! event number is never written twice; a transition that carries an anomaly adds the anomaly
+//! record's upsert (see [`super::anomalies`]), and one caused by a notification adds the kept
+//! notification (see [`super::notifications`]), so they commit with it. The order's condition
+//! is its expected status and version, and its amount (a transition planned from a
+//! notification's amount can only land on an order of that amount). A failed order condition returns the stored order
 //! (`ReturnValuesOnConditionCheckFailure = ALL_OLD`), so a claim that finds the number taken
 //! or a transition that lost a race needs no second read.
 //!
@@ -24,6 +27,7 @@
 //! tagged enums M, timestamps RFC 3339 strings.
 
 use super::anomalies::anomaly_upsert;
+use super::notifications::notification_item;
 use super::schema::{DAY_INDEX, GSI1PK, GSI1SK};
 use super::{PK, SK, n, s};
 use crate::error::describe;
@@ -32,9 +36,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, Utc};
+use chrono::{NaiveDate, SecondsFormat};
 use domain::OutTradeNo;
 use domain::anomaly::Anomaly;
+use domain::notification::ReceivedNotification;
 use domain::order::{Order, OrderEvent, Transition};
 use domain::ports::{Applied, Claim, OrderStore, StoreError};
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
@@ -45,8 +50,6 @@ pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const ORDER_SK: &str = "ORDER";
 const EVENT_SK_PREFIX: &str = "EVENT#";
-/// Beijing time, UTC+8 all year (no daylight saving since 1991).
-const BEIJING_UTC_OFFSET_SECONDS: i32 = 8 * 3600;
 /// Attempts of one write when transactions collide or DynamoDB throttles.
 const WRITE_ATTEMPTS: u32 = 4;
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -61,12 +64,7 @@ pub fn event_sk(version: u64) -> String {
     format!("{EVENT_SK_PREFIX}{version:020}")
 }
 
-/// The calendar day in Beijing (UTC+8) of an instant: the day Alipay's bills file it under.
-pub fn beijing_day(at: DateTime<Utc>) -> NaiveDate {
-    FixedOffset::east_opt(BEIJING_UTC_OFFSET_SECONDS).map_or(at.date_naive(), |beijing| {
-        at.with_timezone(&beijing).date_naive()
-    })
-}
+pub use domain::beijing_day;
 
 /// `DAY#<yyyy-MM-dd>`: the day index's partition.
 pub fn day_pk(day: NaiveDate) -> String {
@@ -163,6 +161,7 @@ impl DynamoOrderStore {
         condition: OrderCondition,
         event: &OrderEvent,
         anomaly: Option<&Anomaly>,
+        notification: Option<&ReceivedNotification>,
     ) -> Result<Written, StoreError> {
         let no = order.out_trade_no();
         let unavailable = |reason: String| {
@@ -174,12 +173,18 @@ impl DynamoOrderStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         put_order = match condition {
             OrderCondition::Absent => put_order.condition_expression("attribute_not_exists(pk)"),
+            // The amount never changes: checking it too means a transition planned from a
+            // notification's amount can only land on an order of that amount.
             OrderCondition::Expected { status, version } => put_order
-                .condition_expression("#status = :expected_status AND #version = :expected_version")
+                .condition_expression(
+                    "#status = :expected_status AND #version = :expected_version AND #amount = :amount",
+                )
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_names("#version", "version")
+                .expression_attribute_names("#amount", "amount")
                 .expression_attribute_values(":expected_status", s(status))
-                .expression_attribute_values(":expected_version", n(version)),
+                .expression_attribute_values(":expected_version", n(version))
+                .expression_attribute_values(":amount", n(order.amount().fen().get())),
         };
         let put_event = Put::builder()
             .table_name(&self.table)
@@ -193,6 +198,14 @@ impl DynamoOrderStore {
                 .put(put_event.build().map_err(|e| unavailable(e.to_string()))?)
                 .build(),
         ];
+        if let Some(notification) = notification {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(notification_item(notification)?))
+                .build()
+                .map_err(|e| unavailable(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         if let Some(anomaly) = anomaly {
             let update: Update = anomaly_upsert(&self.table, anomaly)?
                 .into_transact()
@@ -330,7 +343,7 @@ impl OrderStore for DynamoOrderStore {
     async fn claim(&self, order: &Order, event: &OrderEvent) -> Result<Claim, StoreError> {
         let no = order.out_trade_no();
         match self
-            .write("claim", order, OrderCondition::Absent, event, None)
+            .write("claim", order, OrderCondition::Absent, event, None, None)
             .await?
         {
             Written::Yes => {
@@ -391,6 +404,7 @@ impl OrderStore for DynamoOrderStore {
                 condition,
                 &transition.event,
                 transition.anomaly.as_ref(),
+                transition.notification.as_ref(),
             )
             .await?
         {
@@ -427,7 +441,7 @@ impl OrderStore for DynamoOrderStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     #[test]
     fn keys_sort_events_by_version_and_file_orders_under_the_beijing_day() {
