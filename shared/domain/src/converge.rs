@@ -766,4 +766,49 @@ mod tests {
         let paid = planned(&pending, &paid_view, at(34)).unwrap().next;
         assert_eq!(paid.paid_at(), Some(at(34)));
     }
+
+    #[test]
+    fn a_witness_writes_facts_under_any_lease_records_one_scan_and_never_syncs() {
+        // Claimed at 0 with a 30 s lease: live at 5.
+        let leased = order();
+        assert!(leased.lease_live(at(5)));
+        let waiting = AlipayView::Waiting {
+            trade_no: "2024".into(),
+        };
+        let scan = plan(&leased, &waiting, at(5), Actor::Witness)
+            .transition
+            .unwrap();
+        assert!(matches!(
+            scan.event.kind,
+            crate::order::EventKind::Scanned { .. }
+        ));
+        assert_eq!(scan.next.status(), OrderStatus::Creating, "status kept");
+        assert!(scan.next.same_holder(&leased), "the holder keeps its lease");
+        assert_eq!(
+            plan(&scan.next, &waiting, at(6), Actor::Witness),
+            Plan::nothing(),
+            "a second scan is not news"
+        );
+        assert_eq!(
+            plan(&leased, &AlipayView::NotExist, at(5), Actor::Witness),
+            Plan::nothing()
+        );
+        assert_eq!(
+            plan(&leased, &waiting, at(5), Actor::Observer),
+            Plan::nothing(),
+            "an observer leaves a leased order alone"
+        );
+        let paid = AlipayView::Paid {
+            trade_no: "2024".into(),
+            paid_at: Some(at(4)),
+            source: PaymentSource::Notification,
+            buyer: Buyer::new(None, Some("open-id".into())),
+        };
+        let settled = plan(&leased, &paid, at(5), Actor::Witness)
+            .transition
+            .unwrap();
+        assert_eq!(settled.next.status(), OrderStatus::Paid);
+        assert_eq!(settled.next.buyer().open_id.as_deref(), Some("open-id"));
+        assert_eq!(settled.next.lease_holder(), None, "the holder's lease ends");
+    }
 }
