@@ -8,6 +8,7 @@ use aws_adapters::ExpiryMessage;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use domain::ports::{Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use f2f_runtime::telemetry::count;
+use tracing::Instrument;
 
 impl<S, Q, G, C> Expiries<S, Q, G, C>
 where
@@ -30,8 +31,7 @@ where
             let outcome = match parsed {
                 Ok(message) => {
                     let span = tracing::info_span!("expiry", out_trade_no = %message.out_trade_no, message_id = %id);
-                    let _entered = span.enter();
-                    self.expire(&message).await
+                    self.expire(&message).instrument(span).await
                 }
                 Err(error) => Err(error),
             };

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use std::error::Error;
 use std::fmt::Debug;
 
-pub(crate) fn describe<E, R>(err: &SdkError<E, R>) -> String
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + Error + 'static,
     R: Debug,

@@ -24,5 +24,6 @@ pub use aws_sdk_sqs;
 pub use config::aws_config;
 pub use dynamo::nonces::DynamoNonceStore;
 pub use dynamo::orders::DynamoOrderStore;
+pub use error::describe;
 pub use secrets::{SecretError, SecretsLoader};
 pub use sqs::expiry::{ExpiryMessage, SqsExpiryScheduler};

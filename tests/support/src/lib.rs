@@ -11,6 +11,7 @@
 // follow the same pattern as `moto`: `pub mod alipay_sandbox;`.
 pub mod moto;
 
+pub use aws_config::SdkConfig;
 pub use moto::{MotoError, MotoServer};
 
 use std::path::PathBuf;

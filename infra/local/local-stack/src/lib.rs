@@ -8,10 +8,13 @@
 //! - the merchant API: the real `pay`, `query` and `notify` handlers, built by the same
 //!   configuration and wiring code as in Lambda, on the routes of `template.yaml`, behind a
 //!   small API Gateway emulation ([`gateway`]);
+//! - the real `timeout-close` handler on the expiry queue, fed batches as Lambda's SQS event
+//!   source would feed it ([`expiry`]);
 //! - the merchant API key `local` ([`keys`]).
 //!
 //! Moto and the sandbox keep their state in memory: every run starts with no orders.
 
+pub mod expiry;
 pub mod gateway;
 pub mod keys;
 
@@ -40,6 +43,7 @@ pub const DEFAULT_SANDBOX_PORT: u16 = 8601;
 pub const DEFAULT_MOTO_PORT: u16 = 8602;
 pub const ORDERS_TABLE: &str = "orders";
 pub const EXPIRY_QUEUE: &str = "order-expiry";
+pub const EXPIRY_DEAD_LETTER_QUEUE: &str = "order-expiry-dlq";
 /// Where the sandbox keeps its keys and `sandbox.json`, under the local directory.
 pub const SANDBOX_DIR: &str = "sandbox";
 
@@ -130,6 +134,7 @@ pub struct LocalStack {
     sync_after_seconds: u64,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    expiry_task: JoinHandle<()>,
 }
 
 impl LocalStack {
@@ -165,14 +170,8 @@ impl LocalStack {
             ORDERS_TABLE,
         )
         .await?;
-        let queue_url = aws_sdk_sqs::Client::new(&sdk)
-            .create_queue()
-            .queue_name(EXPIRY_QUEUE)
-            .send()
-            .await
-            .map_err(|e| format!("moto: creating the expiry queue: {e}"))?
-            .queue_url
-            .ok_or("moto: the expiry queue has no URL")?;
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queue_url = create_expiry_queue(&sqs).await?;
         tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
 
         let sandbox_dir = local_dir.join(SANDBOX_DIR);
@@ -208,6 +207,20 @@ impl LocalStack {
         let query_config = Config::from_lookup(Function::Query, &lookup)?;
         let pay_adapters = wiring::build_with(&pay_config, &sdk).await?;
         let query_adapters = wiring::build_with(&query_config, &sdk).await?;
+        let expiry_config = Config::from_lookup(Function::TimeoutClose, &lookup)?;
+        let expiry_adapters = wiring::build_with(&expiry_config, &sdk).await?;
+        let expiries = Arc::new(timeout_close::Expiries {
+            store: expiry_adapters.orders,
+            scheduler: expiry_adapters
+                .expiry
+                .ok_or("EXPIRY_QUEUE_URL is required")?,
+            gateway: expiry_adapters.alipay,
+            clock: SystemClock,
+            policy: domain::fence::LeasePolicy {
+                lease: expiry_config.knobs.claim_lease,
+                margin: domain::fence::LeasePolicy::DEFAULT_MARGIN,
+            },
+        });
         let notify_config = f2f_runtime::NotifyConfig::from_lookup(&lookup)?;
         let notify_adapters = wiring::build_notify(&notify_config, &sdk).await?;
         let sync_after = query_config.knobs.sync_after;
@@ -247,6 +260,26 @@ impl LocalStack {
             .fallback(serve_request)
             .with_state(functions);
         let (stop, mut stopped) = watch::channel(false);
+        let expiry_task = tokio::spawn(expiry::poll(
+            sqs,
+            expiry_config
+                .expiry_queue_url
+                .clone()
+                .ok_or("EXPIRY_QUEUE_URL is required")?,
+            move |event| {
+                let expiries = expiries.clone();
+                async move {
+                    expiries
+                        .handle_batch(event)
+                        .await
+                        .batch_item_failures
+                        .into_iter()
+                        .map(|failure| failure.item_identifier)
+                        .collect()
+                }
+            },
+            stopped.clone(),
+        ));
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -268,6 +301,7 @@ impl LocalStack {
             sync_after_seconds: sync_after.as_secs(),
             stop,
             server,
+            expiry_task,
         })
     }
 
@@ -289,6 +323,11 @@ impl LocalStack {
         self.moto.endpoint_url()
     }
 
+    /// The AWS SDK configuration of the emulator (for tools and tests).
+    pub fn aws_sdk_config(&self) -> test_support::SdkConfig {
+        self.moto.sdk_config()
+    }
+
     pub fn merchant_key(&self) -> &MerchantKey {
         &self.merchant_key
     }
@@ -307,7 +346,7 @@ impl LocalStack {
              \x20                 POST /v1/payments, GET /v1/payments/{{out_trade_no}}, POST /alipay/notify\n\
              \x20 Alipay sandbox  {sandbox}/  (web page: trades, QR codes, buyer buttons)\n\
              \x20                 {gateway}  (gateway; keys and sandbox.json in {sandbox_dir})\n\
-             \x20 AWS (moto)      {moto}  (table {ORDERS_TABLE}, queue {EXPIRY_QUEUE})\n\
+             \x20 AWS (moto)      {moto}  (table {ORDERS_TABLE}; queue {EXPIRY_QUEUE}, consumed by timeout-close)\n\
              \x20 API key         id {key_id}: secret in {secret}, keys file {keys_file}\n\
              \x20 GET of a pending order asks the sandbox when last synced over {sync}s ago (SYNC_AFTER_SECONDS)\n\
              \n\
@@ -329,6 +368,7 @@ impl LocalStack {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        let _ = self.expiry_task.await;
         self.sandbox.shutdown().await;
         drop(self.moto);
         tracing::info!("local stack stopped");
@@ -358,6 +398,47 @@ async fn termination() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The expiry queue and its dead-letter queue, as in `template.yaml`: a message that failed
+/// five receives is moved aside.
+async fn create_expiry_queue(sqs: &aws_sdk_sqs::Client) -> Result<String, Error> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dead_letter_url = sqs
+        .create_queue()
+        .queue_name(EXPIRY_DEAD_LETTER_QUEUE)
+        .send()
+        .await
+        .map_err(|e| format!("moto: creating the expiry dead-letter queue: {e}"))?
+        .queue_url
+        .ok_or("moto: the expiry dead-letter queue has no URL")?;
+    let dead_letter_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&dead_letter_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| format!("moto: reading the dead-letter queue's ARN: {e}"))?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .ok_or("moto: the dead-letter queue has no ARN")?;
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": 5,
+    });
+    Ok(sqs
+        .create_queue()
+        .queue_name(EXPIRY_QUEUE)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            expiry::VISIBILITY_TIMEOUT_SECONDS.to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("moto: creating the expiry queue: {e}"))?
+        .queue_url
+        .ok_or("moto: the expiry queue has no URL")?)
 }
 
 fn path_text(path: &Path) -> String {

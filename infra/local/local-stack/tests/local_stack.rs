@@ -206,3 +206,83 @@ async fn the_merchant_key_is_kept_between_runs() -> TestResult {
     assert_eq!(std::fs::read_to_string(&second.secret_file)?, secret);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_expiry_queue_is_consumed_by_timeout_close() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stack = LocalStack::start(Options {
+        port: 0,
+        sandbox_port: 0,
+        moto_port: 0,
+        local_dir: dir.path().to_owned(),
+        knobs: BTreeMap::new(),
+    })
+    .await?;
+    let api = stack.api_url().to_owned();
+    let key = stack.merchant_key().clone();
+    let secret = std::fs::read_to_string(&key.secret_file)?.trim().to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .no_proxy()
+        .build()?;
+    let out_trade_no = format!("E{}", ulid_like().replace('x', "_"));
+    let body =
+        json!({"out_trade_no": out_trade_no, "amount_fen": 1, "subject": "tea", "scene": "qr"})
+            .to_string();
+    let created = signed(
+        &http,
+        reqwest::Method::POST,
+        &api,
+        "/v1/payments",
+        &body,
+        key.key_id,
+        &secret,
+    )
+    .send()
+    .await?;
+    assert_eq!(created.status(), 201);
+
+    // The order's own expiry is minutes away; a message due now stands in for it.
+    let sqs = aws_adapters::aws_sdk_sqs::Client::new(&stack.aws_sdk_config());
+    let queue_url = sqs
+        .get_queue_url()
+        .queue_name(local_stack::EXPIRY_QUEUE)
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue url")?;
+    let message = aws_adapters::ExpiryMessage {
+        out_trade_no: domain::OutTradeNo::parse(&out_trade_no)?,
+        due_at: chrono::Utc::now(),
+    };
+    sqs.send_message()
+        .queue_url(&queue_url)
+        .message_body(serde_json::to_string(&message)?)
+        .send()
+        .await?;
+
+    let path = format!("/v1/payments/{out_trade_no}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let order: Value = signed(
+            &http,
+            reqwest::Method::GET,
+            &api,
+            &path,
+            "",
+            key.key_id,
+            &secret,
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+        if order["status"] == "CLOSED" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not closed: {order}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stack.shutdown().await;
+    Ok(())
+}
