@@ -9,10 +9,13 @@
 //! - [`fence`]: side-effecting Alipay calls only under a lease that covers them.
 //! - [`anomaly`]: money at Alipay that contradicts an order, recorded durably.
 //! - [`auth`]: the merchant API's request signing scheme.
+//! - [`business_event`]: the events other systems subscribe to, published from the audit
+//!   events (the outbox), and the port they are sent through.
 
 pub mod amount;
 pub mod anomaly;
 pub mod auth;
+pub mod business_event;
 pub mod converge;
 pub mod fence;
 pub mod notification;
