@@ -4,7 +4,8 @@
 //!   nonces: [`DynamoOrderStore`] ([`domain::ports::OrderStore`]), [`DynamoNonceStore`]
 //!   ([`domain::ports::NonceStore`]) and [`dynamo::schema::create_table`].
 //! - [`sqs`]: [`SqsExpiryScheduler`] ([`domain::ports::ExpiryScheduler`]) and the
-//!   [`ExpiryMessage`] the timeout-close function reads.
+//!   [`ExpiryMessage`] the timeout-close function reads; [`SqsEventSink`]
+//!   ([`domain::business_event::EventSink`]), the business events queue.
 //! - [`secrets`]: loading a secret string from Secrets Manager.
 //! - [`config`]: the SDK configuration of a function (honours `AWS_ENDPOINT_URL`, which the
 //!   local emulator and the tests use).
@@ -26,4 +27,5 @@ pub use dynamo::nonces::DynamoNonceStore;
 pub use dynamo::orders::DynamoOrderStore;
 pub use error::describe;
 pub use secrets::{SecretError, SecretsLoader};
+pub use sqs::business_events::SqsEventSink;
 pub use sqs::expiry::{ExpiryMessage, SqsExpiryScheduler};

@@ -20,7 +20,7 @@ use domain::anomaly::{Anomaly, AnomalyRecord, AnomalyStatus};
 use domain::ports::StoreError;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
-const ANOMALY_SK_PREFIX: &str = "ANOMALY#";
+pub const ANOMALY_SK_PREFIX: &str = "ANOMALY#";
 const OPEN_KEY: &str = "ANOMALY#OPEN";
 
 /// `ANOMALY_DAY#<yyyy-MM-dd>`: the day listing's partition.

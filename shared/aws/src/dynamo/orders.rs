@@ -49,7 +49,9 @@ use std::time::Duration;
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const ORDER_SK: &str = "ORDER";
-const EVENT_SK_PREFIX: &str = "EVENT#";
+pub const EVENT_SK_PREFIX: &str = "EVENT#";
+/// The attribute of an audit event item holding the order after the transition.
+pub const ORDER_SNAPSHOT: &str = "order";
 /// Attempts of one write when transactions collide or DynamoDB throttles.
 const WRITE_ATTEMPTS: u32 = 4;
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -98,15 +100,20 @@ fn order_item(order: &Order) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn event_item(event: &OrderEvent) -> Result<Item, StoreError> {
-    let mut item: Item = to_item(event).map_err(|e| {
+/// The audit event, carrying the order it leaves behind (`order`): the event item is the
+/// outbox of the business events, and their publisher reads the table's stream, not the table.
+fn event_item(event: &OrderEvent, order: &Order) -> Result<Item, StoreError> {
+    let unmapped = |e: serde_dynamo::Error| {
         StoreError::Corrupt(format!(
             "event {} of order {} cannot be mapped: {e}",
             event.version, event.out_trade_no
         ))
-    })?;
+    };
+    let mut item: Item = to_item(event).map_err(unmapped)?;
+    let snapshot: Item = to_item(order).map_err(unmapped)?;
     item.insert(PK.into(), s(order_pk(&event.out_trade_no)));
     item.insert(SK.into(), s(event_sk(event.version)));
+    item.insert(ORDER_SNAPSHOT.into(), AttributeValue::M(snapshot));
     Ok(item)
 }
 
@@ -188,7 +195,7 @@ impl DynamoOrderStore {
         };
         let put_event = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(event_item(event)?))
+            .set_item(Some(event_item(event, order)?))
             .condition_expression("attribute_not_exists(pk)");
         let mut items = vec![
             TransactWriteItem::builder()

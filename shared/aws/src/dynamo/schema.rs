@@ -12,16 +12,20 @@
 //!     KeySchema: [gsi2pk HASH, gsi2sk RANGE]
 //!     Projection: { ProjectionType: ALL }
 //! TimeToLiveSpecification: { AttributeName: ttl, Enabled: true }
+//! StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
 //! ```
 //!
-//! [`create_table`] creates it for tests and the local stack; it is idempotent.
+//! [`create_table`] creates it for tests and the local stack; it is idempotent. The stream
+//! feeds the business event publisher (`functions/publish-events`): old images tell it
+//! whether an anomaly record's `occurrences` grew.
 
 use super::{PK, SK};
 use crate::error::describe;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TableStatus,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use std::time::Duration;
 
@@ -46,7 +50,7 @@ pub struct SchemaError {
 }
 
 /// Creates the table if it does not exist, waits until it is active, and enables TTL on
-/// `ttl` if it is not enabled yet.
+/// `ttl` and the stream (new and old images) if they are not enabled yet.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError> {
     let failed = |reason: String| SchemaError {
         table: name.to_owned(),
@@ -94,6 +98,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(index(DAY_INDEX, GSI1PK, GSI1SK)?)
         .global_secondary_indexes(index(STATUS_INDEX, GSI2PK, GSI2SK)?)
+        .stream_specification(stream(name)?)
         .send()
         .await;
     match created {
@@ -112,7 +117,17 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
         Err(err) => return Err(failed(describe(&err))),
     }
 
-    wait_active(client, name).await.map_err(failed)?;
+    let status = wait_active(client, name).await.map_err(failed)?;
+    if !status.stream_enabled {
+        client
+            .update_table()
+            .table_name(name)
+            .stream_specification(stream(name)?)
+            .send()
+            .await
+            .map_err(|e| failed(describe(&e)))?;
+        wait_active(client, name).await.map_err(failed)?;
+    }
 
     let ttl = client
         .describe_time_to_live()
@@ -144,7 +159,23 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
     Ok(())
 }
 
-async fn wait_active(client: &Client, name: &str) -> Result<(), String> {
+fn stream(table: &str) -> Result<StreamSpecification, SchemaError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .map_err(|e| SchemaError {
+            table: table.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// What [`wait_active`] saw of an active table.
+struct ActiveTable {
+    stream_enabled: bool,
+}
+
+async fn wait_active(client: &Client, name: &str) -> Result<ActiveTable, String> {
     let deadline = tokio::time::Instant::now() + ACTIVE_TIMEOUT;
     loop {
         let described = client
@@ -155,7 +186,11 @@ async fn wait_active(client: &Client, name: &str) -> Result<(), String> {
             .map_err(|e| describe(&e))?;
         let status = described.table().and_then(|t| t.table_status());
         if status == Some(&TableStatus::Active) {
-            return Ok(());
+            let stream_enabled = described
+                .table()
+                .and_then(|t| t.stream_specification())
+                .is_some_and(|spec| spec.stream_enabled());
+            return Ok(ActiveTable { stream_enabled });
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(format!(

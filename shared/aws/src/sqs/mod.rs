@@ -1,3 +1,4 @@
-//! SQS: the expiry queue.
+//! SQS: the expiry queue and the business events queue.
 
+pub mod business_events;
 pub mod expiry;
