@@ -1,5 +1,6 @@
 """moto_server, with DynamoDB requests handled one at a time, transactions rolled back item
-by item, and SQS sends that do not slow down as a queue fills.
+by item, one stream record per item an UpdateItem creates, SQS sends that do not slow down
+as a queue fills, and FIFO deduplication that outlives a deleted message.
 
 Run with the project venv's Python, with moto_server's arguments:
     .local/venv/bin/python tests/support/moto_server.py -H 127.0.0.1 -p 5000
@@ -10,7 +11,10 @@ conditional writes can both pass their condition, and a cancelled TransactWriteI
 its tables back to a copy taken when it started, erasing writes committed meanwhile. Tests of
 concurrent claims and transitions would then test moto's races, so this wraps moto's WSGI
 application in a lock for DynamoDB requests (those whose X-Amz-Target starts with
-"DynamoDB_"). Other services stay concurrent (an SQS long poll must not block the rest).
+"DynamoDB_") and DynamoDB Streams requests ("DynamoDBStreams_": a transaction appends its
+stream records as it goes and removes them if it is cancelled, so a concurrent GetRecords
+could otherwise read records of a write that never happened). Other services stay
+concurrent (an SQS long poll must not block the rest).
 
 That rollback copy is also slow: moto deep-copies every table a transaction names, once per
 item, so each TransactWriteItems costs time in proportion to the table's size. Since the lock
@@ -19,11 +23,22 @@ the items the transaction names is an equivalent rollback; `_transact_write_item
 around moto's own code (conditions, cancellation reasons and errors stay moto's). Secondary
 indexes need nothing: moto derives index queries from the table's items.
 
+An UpdateItem (alone or in a transaction) that creates its item makes moto put the bare key
+first and then update it, and each step appends a stream record: two INSERTs, the first with
+only the key, where DynamoDB records one INSERT of the whole item. `_update_item` drops the
+first (a stream consumer such as the business event publisher would otherwise see an item
+without its attributes).
+
 Every SQS SendMessage computes the queue's message counts, and moto reads the clock (a few
 microseconds) once per message for each count, so sends slow down as a queue fills (the local
 stack's expiry queue only grows). `_count_messages_at_one_instant` reads it once per count.
 
-Both were checked against one moto release (PATCHED_MOTO_VERSION); with another, moto's
+A FIFO queue drops a message whose deduplication id was sent in the last 5 minutes; moto
+compares only with the messages still in the queue, so once a message was received and
+deleted, its duplicate (a publisher's retry) is delivered again. `_add_message_deduplicated`
+remembers each id for the 5 minutes, as SQS does.
+
+All four were checked against one moto release (PATCHED_MOTO_VERSION); with another, moto's
 own code runs, and a warning says so.
 """
 
@@ -44,11 +59,13 @@ PATCHED_MOTO_VERSION = "5.2.5"
 _dynamodb = threading.Lock()
 _run_simple = server.run_simple
 _moto_transact_write_items = dynamodb_models.DynamoDBBackend.transact_write_items
+_moto_update_item = dynamodb_models.DynamoDBBackend.update_item
+_SERIALIZED_TARGETS = ("DynamoDB_", "DynamoDBStreams_")
 
 
 def _serialize_dynamodb(app):
     def application(environ, start_response):
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith(_SERIALIZED_TARGETS):
             with _dynamodb:
                 # Produce the whole response inside the lock.
                 return list(app(environ, start_response))
@@ -143,6 +160,23 @@ def _transact_write_items(self, transact_items):
         dynamodb_models.copy = copy
 
 
+def _update_item(self, table_name, key, *args, **kwargs):
+    """moto's UpdateItem, leaving one stream record for an item it creates."""
+    table = self.tables.get(table_name)
+    shard = table.stream_shard if table is not None else None
+    length = len(shard.items) if shard is not None else 0
+    item = _moto_update_item(self, table_name, key, *args, **kwargs)
+    added = shard.items[length:] if shard is not None else []
+    if len(added) == 2 and all(r.record["eventName"] == "INSERT" for r in added):
+        # The bare key's INSERT goes; the whole item's takes its sequence number, so that
+        # sequence numbers stay the shard's positions (moto's GetRecords relies on it).
+        del shard.items[length]
+        added[1].record["dynamodb"]["SequenceNumber"] = str(
+            shard.starting_sequence_number + length
+        )
+    return item
+
+
 def _count_messages_at_one_instant():
     """moto 5.2.5's Queue.messages and message counts, with one clock reading each."""
 
@@ -162,20 +196,48 @@ def _count_messages_at_one_instant():
     )
 
 
+_moto_add_message = sqs_models.Queue.add_message
+# Ids older than the window are forgotten once a queue remembers this many.
+_DEDUPLICATION_IDS_KEPT = 10_000
+
+
+def _add_message_deduplicated(queue, message):
+    """moto 5.2.5's Queue.add_message, dropping a FIFO message whose deduplication id was
+    sent in the last 5 minutes even if that message is gone."""
+    deduplication_id = message.deduplication_id
+    if queue.fifo_queue and deduplication_id is not None:
+        window_ms = sqs_models.DEDUPLICATION_TIME_IN_SECONDS * 1000
+        sent = message.sent_timestamp
+        seen = queue.__dict__.setdefault("_deduplication_ids", {})
+        first = seen.get(deduplication_id)
+        if first is not None and sent - first < window_ms:
+            return None
+        if len(seen) >= _DEDUPLICATION_IDS_KEPT:
+            for old in [i for i, at in seen.items() if sent - at >= window_ms]:
+                del seen[old]
+        seen[deduplication_id] = sent
+    return _moto_add_message(queue, message)
+
+
 server.run_simple = _run_simple_serialized
 if moto.__version__ == PATCHED_MOTO_VERSION:
     dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items
+    dynamodb_models.DynamoDBBackend.update_item = _update_item
+    sqs_models.Queue.add_message = _add_message_deduplicated
     _count_messages_at_one_instant()
     print(
         f"moto_server.py: DynamoDB transactions roll back item by item, queue counts read "
-        f"the clock once (moto {moto.__version__})",
+        f"the clock once, an UpdateItem creating an item leaves one stream record, FIFO "
+        f"deduplication ids are kept 5 minutes (moto {moto.__version__})",
         file=sys.stderr,
     )
 else:
     print(
         f"moto_server.py: moto {moto.__version__} is not {PATCHED_MOTO_VERSION}: "
-        "keeping moto's own TransactWriteItems rollback and queue counts (transactions "
-        "slow down as tables grow, sends as queues fill)",
+        "keeping moto's own TransactWriteItems rollback, UpdateItem stream records, queue "
+        "counts and FIFO deduplication (transactions slow down as tables grow, sends as "
+        "queues fill, an UpdateItem creating an item also records its bare key, a deleted "
+        "message's duplicate is delivered)",
         file=sys.stderr,
     )
 

@@ -3,6 +3,8 @@
 //!
 //! - [`moto`]: the AWS emulator (`moto_server` from the project venv, installed by
 //!   `make test-deps`).
+//! - [`streams`]: a table's DynamoDB stream, read as Lambda's event source mapping reads it
+//!   and handed over as Lambda's DynamoDB events.
 //!
 //! The tools come from `make test-deps` (`infra/scripts/test-deps.sh`), which installs them
 //! into `<workspace>/.local/`.
@@ -10,6 +12,7 @@
 // Slot for the Alipay sandbox simulator's starter (infra/local/alipay-sandbox), which will
 // follow the same pattern as `moto`: `pub mod alipay_sandbox;`.
 pub mod moto;
+pub mod streams;
 
 pub use aws_config::SdkConfig;
 pub use moto::{MotoError, MotoServer};
