@@ -1,0 +1,54 @@
+//! Wires the SQS sink once, then publishes the business events of the table stream's batches.
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `EVENTS_QUEUE_URL` | the SQS queue business events go to (FIFO in AWS: `.fifo`) |
+
+use aws_adapters::{SqsEventSink, aws_sdk_sqs};
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{LambdaEvent, service_fn};
+use publish_events::Publisher;
+use std::sync::Arc;
+use tracing::Instrument;
+
+const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let queue_url = std::env::var(EVENTS_QUEUE_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .ok_or_else(|| format!("environment variable {EVENTS_QUEUE_URL} is required"))
+        .inspect_err(|error| tracing::error!(%error, "invalid configuration"))?;
+    // The same EMF namespace as the other functions, one line per invocation.
+    let metrics = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(f2f_runtime::telemetry::NAMESPACE)
+        .with_dimension("Function", "publish-events")
+        .init()?;
+    let config = aws_adapters::aws_config().await;
+    let publisher = Arc::new(Publisher {
+        sink: SqsEventSink::new(aws_sdk_sqs::Client::new(&config), queue_url),
+    });
+    tracing::info!("publish-events function ready");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let publisher = publisher.clone();
+        async move {
+            let span = tracing::info_span!(
+                "stream_batch",
+                request_id = %event.context.request_id,
+                records = event.payload.records.len()
+            );
+            let answer = publisher.handle(event.payload).instrument(span).await;
+            if let Err(error) = metrics.flush(std::io::stdout()) {
+                tracing::warn!(%error, "metrics could not be written");
+            }
+            // An error makes Lambda retry the whole batch (bisecting it).
+            answer.map_err(|error| {
+                tracing::error!(%error, "the batch cannot be answered");
+                lambda_runtime::Error::from(error)
+            })
+        }
+    }))
+    .await
+}
