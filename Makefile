@@ -16,7 +16,7 @@ help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
 	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, then bench-stack"
-	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run"
+	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, and its business events rate"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
 # The whole stack in one process tree: moto (from the venv, installed here if missing), the
@@ -50,10 +50,12 @@ bench:
 	$(MAKE) bench-stack
 
 # QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000
-# orders, each next to moto's raw conditional-PutItem rate measured in the same run.
+# orders, each next to moto's raw conditional-PutItem rate measured in the same run; then
+# business events published per second from a backlog of the table's stream.
 bench-stack:
 	@./infra/scripts/test-deps.sh moto
 	$(CARGO) bench -p local-stack --bench stack_throughput
+	$(CARGO) bench -p local-stack --bench events_throughput
 
 clean-local:
 	rm -rf $(LOCAL_DIR)

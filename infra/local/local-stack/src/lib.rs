@@ -10,13 +10,16 @@
 //!   small API Gateway emulation ([`gateway`]);
 //! - the real `timeout-close` handler on the expiry queue, fed batches as Lambda's SQS event
 //!   source would feed it ([`expiry`]);
-//! - the merchant API key `local` ([`keys`]).
+//! - the merchant API key `local` ([`keys`]);
+//! - the business events: the table's stream polled into the real publisher, which sends
+//!   them to a FIFO queue in moto and logs each one ([`streams`]).
 //!
 //! Moto and the sandbox keep their state in memory: every run starts with no orders.
 
 pub mod expiry;
 pub mod gateway;
 pub mod keys;
+pub mod streams;
 
 use alipay_sandbox::RunningSandbox;
 use aws_adapters::{aws_sdk_dynamodb, aws_sdk_sqs};
@@ -130,6 +133,7 @@ pub struct LocalStack {
     sandbox: RunningSandbox,
     moto: MotoServer,
     merchant_key: MerchantKey,
+    events: streams::EventsPublisher,
     sandbox_dir: PathBuf,
     sync_after_seconds: u64,
     stop: watch::Sender<bool>,
@@ -173,6 +177,7 @@ impl LocalStack {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = create_expiry_queue(&sqs).await?;
         tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
+        let events = streams::start(&sdk, ORDERS_TABLE).await?;
 
         let sandbox_dir = local_dir.join(SANDBOX_DIR);
         let mut sandbox_config = alipay_sandbox::Config::new(&sandbox_dir);
@@ -297,6 +302,7 @@ impl LocalStack {
             sandbox,
             moto,
             merchant_key,
+            events,
             sandbox_dir,
             sync_after_seconds: sync_after.as_secs(),
             stop,
@@ -332,6 +338,11 @@ impl LocalStack {
         &self.merchant_key
     }
 
+    /// The business events publisher and its queue.
+    pub fn events(&self) -> &streams::EventsPublisher {
+        &self.events
+    }
+
     /// What `make run` prints once everything answers.
     pub fn banner(&self) -> String {
         let api = &self.api_url;
@@ -347,6 +358,7 @@ impl LocalStack {
              \x20 Alipay sandbox  {sandbox}/  (web page: trades, QR codes, buyer buttons)\n\
              \x20                 {gateway}  (gateway; keys and sandbox.json in {sandbox_dir})\n\
              \x20 AWS (moto)      {moto}  (table {ORDERS_TABLE}; queue {EXPIRY_QUEUE}, consumed by timeout-close)\n\
+             \x20 events          queue {events_queue} (FIFO), fed by the table's stream; each published event is logged\n\
              \x20 API key         id {key_id}: secret in {secret}, keys file {keys_file}\n\
              \x20 GET of a pending order asks the sandbox when last synced over {sync}s ago (SYNC_AFTER_SECONDS)\n\
              \n\
@@ -361,6 +373,7 @@ impl LocalStack {
             key_id = key.key_id,
             keys_file = key.keys_file.display(),
             sync = self.sync_after_seconds,
+            events_queue = streams::EVENTS_QUEUE,
         )
     }
 
@@ -370,6 +383,7 @@ impl LocalStack {
         let _ = self.server.await;
         let _ = self.expiry_task.await;
         self.sandbox.shutdown().await;
+        self.events.shutdown().await;
         drop(self.moto);
         tracing::info!("local stack stopped");
     }

@@ -1,0 +1,105 @@
+//! The stack's business events: orders written to its table come out of its events queue,
+//! published by the stream poller alone.
+
+use aws_adapters::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb, aws_sdk_sqs};
+use chrono::{Duration as Lease, Utc};
+use domain::order::{NewOrder, Order};
+use domain::ports::OrderStore;
+use domain::{OrderAmount, OutTradeNo, Scene};
+use local_stack::{LocalStack, ORDERS_TABLE, Options, streams};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+#[tokio::test]
+async fn orders_written_to_the_table_come_out_of_the_events_queue() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stack = LocalStack::start(Options {
+        port: 0,
+        sandbox_port: 0,
+        moto_port: 0,
+        local_dir: dir.path().to_owned(),
+        knobs: BTreeMap::new(),
+    })
+    .await?;
+    assert!(stack.banner().contains(streams::EVENTS_QUEUE));
+    let credentials = Credentials::new("testing", "testing", None, None, "test");
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .endpoint_url(stack.moto_url())
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(stack.moto_url())
+            .build(),
+    );
+
+    let store = DynamoOrderStore::new(dynamo, ORDERS_TABLE);
+    let no = OutTradeNo::generate();
+    let now = Utc::now();
+    let new = NewOrder {
+        out_trade_no: no.clone(),
+        amount: OrderAmount::from_fen(1)?,
+        subject: "coffee".into(),
+        scene: Scene::Qr,
+        store_id: None,
+        operator_id: None,
+        terminal_id: None,
+        request_hash: "h".into(),
+        expires_at: now + Lease::minutes(15),
+    };
+    let (order, claim) = Order::claim(new, now, Lease::seconds(30));
+    store.claim(&order, &claim).await?;
+    store
+        .apply(&order.created_at_alipay(Some("https://qr.alipay.com/x".into()), None, now)?)
+        .await?;
+
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while received.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "only {received:?} published (the poller logs why)"
+        );
+        let messages = sqs
+            .receive_message()
+            .queue_url(stack.events().queue_url())
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        for message in messages {
+            let body: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+            received.push((body["event_id"].clone(), body["type"].clone()));
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(stack.events().queue_url())
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+    assert_eq!(
+        received,
+        [
+            (format!("{no}/v1").into(), "order.created".into()),
+            (format!("{no}/v2").into(), "order.awaiting_payment".into()),
+        ]
+    );
+    assert_eq!(stack.events().published(), 2);
+    stack.shutdown().await;
+    Ok(())
+}
