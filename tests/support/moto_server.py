@@ -1,6 +1,7 @@
 """moto_server, with DynamoDB requests handled one at a time, transactions rolled back item
-by item, one stream record per item an UpdateItem creates, SQS sends that do not slow down
-as a queue fills, and FIFO deduplication that outlives a deleted message.
+by item, one stream record per item an UpdateItem creates, stream reads that keep up with
+writes, SQS sends that do not slow down as a queue fills, and FIFO deduplication that
+outlives a deleted message.
 
 Run with the project venv's Python, with moto_server's arguments:
     .local/venv/bin/python tests/support/moto_server.py -H 127.0.0.1 -p 5000
@@ -29,6 +30,12 @@ only the key, where DynamoDB records one INSERT of the whole item. `_update_item
 first (a stream consumer such as the business event publisher would otherwise see an item
 without its attributes).
 
+moto writes a GetRecords answer with its generic, model-driven serializer, attribute value
+by attribute value: about 20 ms per record of the orders table, so a stream reader could not
+keep up with the writers. `_get_records_as_json` writes the same answer with moto's own
+DynamoDB JSON encoder (the records are DynamoDB JSON already; timestamps become epoch
+seconds, as DynamoDB Streams sends them).
+
 Every SQS SendMessage computes the queue's message counts, and moto reads the clock (a few
 microseconds) once per message for each count, so sends slow down as a queue fills (the local
 stack's expiry queue only grows). `_count_messages_at_one_instant` reads it once per count.
@@ -38,7 +45,7 @@ compares only with the messages still in the queue, so once a message was receiv
 deleted, its duplicate (a publisher's retry) is delivered again. `_add_message_deduplicated`
 remembers each id for the 5 minutes, as SQS does.
 
-All four were checked against one moto release (PATCHED_MOTO_VERSION); with another, moto's
+All five were checked against one moto release (PATCHED_MOTO_VERSION); with another, moto's
 own code runs, and a warning says so.
 """
 
@@ -48,10 +55,12 @@ import threading
 
 import moto
 import moto.dynamodb.models as dynamodb_models
+import moto.dynamodbstreams.responses as streams_responses
 import moto.server as server
 import moto.sqs.models as sqs_models
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.models.utilities import dynamo_json_dump
 
 # The moto release that the two replacements below were checked against.
 PATCHED_MOTO_VERSION = "5.2.5"
@@ -177,6 +186,15 @@ def _update_item(self, table_name, key, *args, **kwargs):
     return item
 
 
+def _get_records_as_json(handler):
+    """moto 5.2.5's GetRecords, its answer encoded as DynamoDB JSON at once."""
+    limit = handler._get_param("Limit")
+    records = handler.backend.get_records(
+        handler._get_param("ShardIterator"), 1000 if limit is None else limit
+    )
+    return dynamo_json_dump(records)
+
+
 def _count_messages_at_one_instant():
     """moto 5.2.5's Queue.messages and message counts, with one clock reading each."""
 
@@ -224,20 +242,22 @@ if moto.__version__ == PATCHED_MOTO_VERSION:
     dynamodb_models.DynamoDBBackend.transact_write_items = _transact_write_items
     dynamodb_models.DynamoDBBackend.update_item = _update_item
     sqs_models.Queue.add_message = _add_message_deduplicated
+    streams_responses.DynamoDBStreamsHandler.get_records = _get_records_as_json
     _count_messages_at_one_instant()
     print(
         f"moto_server.py: DynamoDB transactions roll back item by item, queue counts read "
-        f"the clock once, an UpdateItem creating an item leaves one stream record, FIFO "
-        f"deduplication ids are kept 5 minutes (moto {moto.__version__})",
+        f"the clock once, an UpdateItem creating an item leaves one stream record, stream "
+        f"records are read as JSON at once, FIFO deduplication ids are kept 5 minutes "
+        f"(moto {moto.__version__})",
         file=sys.stderr,
     )
 else:
     print(
         f"moto_server.py: moto {moto.__version__} is not {PATCHED_MOTO_VERSION}: "
-        "keeping moto's own TransactWriteItems rollback, UpdateItem stream records, queue "
-        "counts and FIFO deduplication (transactions slow down as tables grow, sends as "
-        "queues fill, an UpdateItem creating an item also records its bare key, a deleted "
-        "message's duplicate is delivered)",
+        "keeping moto's own TransactWriteItems rollback, UpdateItem stream records, "
+        "GetRecords answers, queue counts and FIFO deduplication (transactions slow down as "
+        "tables grow, sends as queues fill, an UpdateItem creating an item also records its "
+        "bare key, stream reads are slow, a deleted message's duplicate is delivered)",
         file=sys.stderr,
     )
 
