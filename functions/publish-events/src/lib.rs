@@ -334,9 +334,9 @@ mod tests {
     fn anomaly_image(no: &str, occurrences: u64, status: AnomalyStatus) -> Item {
         let latest = Anomaly {
             kind: AnomalyKind::PaidAfterClose,
-            out_trade_no: OutTradeNo::parse(no).unwrap(),
-            order_status: domain::OrderStatus::Closed,
-            order_amount_fen: 1500,
+            out_trade_no: Some(OutTradeNo::parse(no).unwrap()),
+            order_status: Some(domain::OrderStatus::Closed),
+            order_amount_fen: Some(1500),
             facts: AlipayFacts::from(FactSource::Notification),
             detail: "paid after close".into(),
             seen_at: at(60),
@@ -413,6 +413,7 @@ mod tests {
                 "2024010122001".into(),
                 at(4),
                 PaymentSource::Notification,
+                domain::order::Buyer::default(),
                 at(4),
             )
             .unwrap();

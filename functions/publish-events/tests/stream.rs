@@ -149,6 +149,7 @@ fn paid(order: &Order, now: DateTime<Utc>) -> Transition {
             "2024010122001400001".into(),
             now,
             PaymentSource::Notification,
+            domain::order::Buyer::default(),
             now,
         )
         .unwrap()
@@ -160,9 +161,9 @@ fn sighting(order: &Order, kind: AnomalyKind, now: DateTime<Utc>) -> Anomaly {
     facts.total_amount_fen = Some(order.amount().fen().get());
     Anomaly {
         kind,
-        out_trade_no: order.out_trade_no().clone(),
-        order_status: order.status(),
-        order_amount_fen: order.amount().fen().get(),
+        out_trade_no: Some(order.out_trade_no().clone()),
+        order_status: Some(order.status()),
+        order_amount_fen: Some(order.amount().fen().get()),
         facts,
         detail: "seen in a test".into(),
         seen_at: now,

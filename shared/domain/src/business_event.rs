@@ -433,9 +433,9 @@ mod tests {
         let no = OutTradeNo::parse("T2").unwrap_or_else(|e| unreachable!("{e}"));
         let sighting = Anomaly {
             kind: AnomalyKind::PaidAfterClose,
-            out_trade_no: no,
-            order_status: OrderStatus::Closed,
-            order_amount_fen: 100,
+            out_trade_no: Some(no),
+            order_status: Some(OrderStatus::Closed),
+            order_amount_fen: Some(100),
             facts: AlipayFacts::from(FactSource::Notification),
             detail: "paid after close".into(),
             seen_at: at(60),

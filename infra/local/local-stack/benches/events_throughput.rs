@@ -140,7 +140,13 @@ async fn write_order(store: &DynamoOrderStore) -> BenchResult<()> {
     let synced = apply(store, pending.synced(now)?).await?;
     apply(
         store,
-        synced.paid("2024".into(), now, PaymentSource::Notification, now)?,
+        synced.paid(
+            "2024".into(),
+            now,
+            PaymentSource::Notification,
+            domain::order::Buyer::default(),
+            now,
+        )?,
     )
     .await?;
     Ok(())
