@@ -28,6 +28,7 @@ pub mod idempotency;
 pub mod qr;
 pub mod recovery;
 pub mod validation;
+pub mod wired;
 
 #[cfg(test)]
 pub(crate) mod fakes;
@@ -42,6 +43,7 @@ use f2f_runtime::telemetry::count;
 use std::time::Duration;
 
 pub use http::PayApi;
+pub use wired::WiredPayApi;
 
 /// The timing and identity knobs of the flows.
 #[derive(Debug, Clone, PartialEq, Eq)]

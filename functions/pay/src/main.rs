@@ -1,7 +1,7 @@
 //! Wires the real adapters (DynamoDB, SQS, Secrets Manager, Alipay) once, then serves.
 
-use f2f_runtime::{Config, Function, SystemClock, telemetry, wiring};
-use pay::{PayApi, Payments, Settings};
+use f2f_runtime::{Config, Function, telemetry, wiring};
+use pay::WiredPayApi;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -14,19 +14,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let adapters = wiring::build(&config).await.inspect_err(|error| {
         tracing::error!(%error, "the adapters could not be built");
     })?;
-    let expiry = adapters.expiry.ok_or("EXPIRY_QUEUE_URL is required")?;
-    let api = Arc::new(PayApi {
-        payments: Payments::new(
-            adapters.orders,
-            expiry,
-            adapters.alipay,
-            SystemClock,
-            Settings::from_config(&config),
-        ),
-        nonces: adapters.nonces,
-        keys: adapters.merchant_keys,
-        max_body_bytes: config.knobs.max_body_bytes,
-    });
+    let api = Arc::new(WiredPayApi::wired(&config, adapters)?);
     tracing::info!("pay function ready");
     f2f_runtime::serve(api, |api, request| {
         Box::pin(async move { api.handle(request).await })

@@ -6,7 +6,7 @@ use alipay::client::AlipayClient;
 use aws_adapters::{DynamoNonceStore, DynamoOrderStore};
 use f2f_runtime::{Function, SystemClock};
 use harness::*;
-use pay::{PayApi, Payments, Settings};
+use pay::WiredPayApi;
 use query::{Orders, QueryApi};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -32,18 +32,7 @@ async fn query_api(env: &Env) -> TestResult<Api> {
 async fn create_qr(env: &Env, timeout_seconds: u32) -> TestResult<String> {
     let config = env.config(Function::Pay)?;
     let adapters = env.adapters(Function::Pay).await?;
-    let api = PayApi {
-        payments: Payments::new(
-            adapters.orders,
-            adapters.expiry.ok_or_else(|| err("no scheduler"))?,
-            adapters.alipay,
-            SystemClock,
-            Settings::from_config(&config),
-        ),
-        nonces: adapters.nonces,
-        keys: adapters.merchant_keys,
-        max_body_bytes: config.knobs.max_body_bytes,
-    };
+    let api = WiredPayApi::wired(&config, adapters)?;
     let no = out_trade_no();
     let body = json!({"out_trade_no": no, "amount_fen": 888, "subject": "book", "scene": "qr", "timeout_seconds": timeout_seconds}).to_string();
     let response = api.handle(env.signed("POST", "/v1/payments", &body)).await;

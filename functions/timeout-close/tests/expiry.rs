@@ -14,9 +14,9 @@ use domain::OutTradeNo;
 use domain::fence::LeasePolicy;
 use domain::order::OrderStatus;
 use domain::ports::{Clock, OrderStore, PaymentGateway};
-use f2f_runtime::{Function, SystemClock};
+use f2f_runtime::Function;
 use harness::*;
-use pay::{PayApi, Payments, Settings};
+use pay::WiredPayApi;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -123,18 +123,7 @@ async fn fixture(later: chrono::Duration, pay_before_close: bool) -> TestResult<
 async fn create(env: &Env, body: Value) -> TestResult<(String, Value)> {
     let config = env.config(Function::Pay)?;
     let adapters = env.adapters(Function::Pay).await?;
-    let api = PayApi {
-        payments: Payments::new(
-            adapters.orders,
-            adapters.expiry.ok_or_else(|| err("no scheduler"))?,
-            adapters.alipay,
-            SystemClock,
-            Settings::from_config(&config),
-        ),
-        nonces: adapters.nonces,
-        keys: adapters.merchant_keys,
-        max_body_bytes: config.knobs.max_body_bytes,
-    };
+    let api = WiredPayApi::wired(&config, adapters)?;
     let response = api
         .handle(env.signed("POST", "/v1/payments", &body.to_string()))
         .await;

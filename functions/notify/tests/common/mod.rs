@@ -15,20 +15,13 @@ use domain::ports::OrderStore;
 use f2f_runtime::{Function, NotifyConfig, SystemClock, wiring};
 pub use harness::*;
 use notify::Notifications;
-use pay::{PayApi, Payments, Settings};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub type Notify = Notifications<DynamoOrderStore, SystemClock>;
-type Pay = PayApi<
-    DynamoOrderStore,
-    aws_adapters::SqsExpiryScheduler,
-    alipay::client::AlipayClient,
-    SystemClock,
-    aws_adapters::DynamoNonceStore,
->;
+type Pay = pay::WiredPayApi;
 
 pub struct Stack {
     pub env: Env,
@@ -121,19 +114,7 @@ impl Stack {
     /// The pay function, as its `main` builds it.
     async fn pay(env: &Env) -> TestResult<Pay> {
         let config = env.config(Function::Pay)?;
-        let adapters = env.adapters(Function::Pay).await?;
-        Ok(PayApi {
-            payments: Payments::new(
-                adapters.orders,
-                adapters.expiry.ok_or_else(|| err("no scheduler"))?,
-                adapters.alipay,
-                SystemClock,
-                Settings::from_config(&config),
-            ),
-            nonces: adapters.nonces,
-            keys: adapters.merchant_keys,
-            max_body_bytes: config.knobs.max_body_bytes,
-        })
+        Ok(Pay::wired(&config, env.adapters(Function::Pay).await?)?)
     }
 
     /// Creates an order through the pay function; returns its number.

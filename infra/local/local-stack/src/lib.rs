@@ -104,13 +104,7 @@ impl Default for Options {
     }
 }
 
-type Pay = pay::PayApi<
-    aws_adapters::DynamoOrderStore,
-    aws_adapters::SqsExpiryScheduler,
-    alipay::client::AlipayClient,
-    SystemClock,
-    aws_adapters::DynamoNonceStore,
->;
+type Pay = pay::WiredPayApi;
 type Query = query::QueryApi<
     aws_adapters::DynamoOrderStore,
     alipay::client::AlipayClient,
@@ -230,18 +224,7 @@ impl LocalStack {
         let notify_adapters = wiring::build_notify(&notify_config, &sdk).await?;
         let sync_after = query_config.knobs.sync_after;
         let functions = Arc::new(Functions {
-            pay: pay::PayApi {
-                payments: pay::Payments::new(
-                    pay_adapters.orders,
-                    pay_adapters.expiry.ok_or("EXPIRY_QUEUE_URL is required")?,
-                    pay_adapters.alipay,
-                    SystemClock,
-                    pay::Settings::from_config(&pay_config),
-                ),
-                nonces: pay_adapters.nonces,
-                keys: pay_adapters.merchant_keys,
-                max_body_bytes: pay_config.knobs.max_body_bytes,
-            },
+            pay: pay::WiredPayApi::wired(&pay_config, pay_adapters)?,
             query: query::QueryApi {
                 orders: query::Orders {
                     store: query_adapters.orders,

@@ -6,7 +6,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
 use f2f_runtime::{Function, SystemClock};
 use harness::*;
-use pay::{PayApi, Payments, Settings};
+use pay::WiredPayApi;
 use query::{Orders, QueryApi};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,18 +14,7 @@ use std::sync::Arc;
 async fn host(env: &Env) -> TestResult<String> {
     let pay_config = env.config(Function::Pay)?;
     let pay_adapters = env.adapters(Function::Pay).await?;
-    let pay = Arc::new(PayApi {
-        payments: Payments::new(
-            pay_adapters.orders,
-            pay_adapters.expiry.ok_or_else(|| err("no scheduler"))?,
-            pay_adapters.alipay,
-            SystemClock,
-            Settings::from_config(&pay_config),
-        ),
-        nonces: pay_adapters.nonces,
-        keys: pay_adapters.merchant_keys,
-        max_body_bytes: pay_config.knobs.max_body_bytes,
-    });
+    let pay = Arc::new(WiredPayApi::wired(&pay_config, pay_adapters)?);
     let query_adapters = env.adapters(Function::Query).await?;
     let query = Arc::new(QueryApi {
         orders: Orders {
