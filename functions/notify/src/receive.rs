@@ -5,7 +5,6 @@
 use crate::delivery::Delivery;
 use alipay::AlipayVerifier;
 use alipay::notify::{NotifyError, TradeNotification, TradeStatus};
-use chrono::{DateTime, Utc};
 use domain::OutTradeNo;
 use domain::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use domain::converge::{self, Actor, AlipayView, Plan, check_trade};
@@ -103,33 +102,28 @@ where
             out_biz_no: notification.out_biz_no.clone(),
             trade_status: notification.trade_status.as_str().to_owned(),
         });
-        let now = self.clock.now();
-
         if let Some(detail) = self.foreign(&notification) {
-            let anomaly = unattached(
-                AnomalyKind::ForeignNotification,
-                record.out_trade_no.clone(),
-                facts(&notification),
-                detail.clone(),
-                now,
-            );
+            let facts = facts(&notification);
             return self
-                .keep_only(record.judged(Verdict::Foreign, Some(detail)), Some(anomaly))
+                .refuse(
+                    record,
+                    Verdict::Foreign,
+                    AnomalyKind::ForeignNotification,
+                    facts,
+                    detail,
+                )
                 .await;
         }
         let Some(out_trade_no) = record.out_trade_no.clone() else {
             let detail = "the notification names no valid out_trade_no".to_owned();
-            let anomaly = unattached(
-                AnomalyKind::UnknownOrder,
-                None,
-                facts(&notification),
-                detail.clone(),
-                now,
-            );
+            let facts = facts(&notification);
             return self
-                .keep_only(
-                    record.judged(Verdict::UnknownOrder, Some(detail)),
-                    Some(anomaly),
+                .refuse(
+                    record,
+                    Verdict::UnknownOrder,
+                    AnomalyKind::UnknownOrder,
+                    facts,
+                    detail,
                 )
                 .await;
         };
@@ -140,17 +134,14 @@ where
                 notification.trade_status.as_str(),
                 notification.total_amount.to_yuan()
             );
-            let anomaly = unattached(
-                AnomalyKind::UnknownOrder,
-                Some(out_trade_no),
-                facts(&notification),
-                detail.clone(),
-                now,
-            );
+            let facts = facts(&notification);
             return self
-                .keep_only(
-                    record.judged(Verdict::UnknownOrder, Some(detail)),
-                    Some(anomaly),
+                .refuse(
+                    record,
+                    Verdict::UnknownOrder,
+                    AnomalyKind::UnknownOrder,
+                    facts,
+                    detail,
                 )
                 .await;
         };
@@ -214,20 +205,40 @@ where
         delivery: &Delivery,
         error: &NotifyError,
     ) -> Result<Outcome, StoreError> {
-        let out_trade_no = delivery.claimed_out_trade_no();
-        let detail = error.to_string();
-        let anomaly = unattached(
-            AnomalyKind::UntrustedNotification,
-            out_trade_no.clone(),
-            AlipayFacts::from(FactSource::Notification),
-            detail.clone(),
-            self.clock.now(),
-        );
         metrics::counter!("notification_signature_failures").increment(1);
-        let record = delivery
-            .record(out_trade_no)
-            .judged(Verdict::Untrusted, Some(detail));
-        self.keep_only(record, Some(anomaly)).await
+        let record = delivery.record(delivery.claimed_out_trade_no());
+        let facts = AlipayFacts::from(FactSource::Notification);
+        self.refuse(
+            record,
+            Verdict::Untrusted,
+            AnomalyKind::UntrustedNotification,
+            facts,
+            error.to_string(),
+        )
+        .await
+    }
+
+    /// Keeps a notification that must change nothing, with the anomaly it is (there is no
+    /// order to touch, or it is not ours to touch).
+    async fn refuse(
+        &self,
+        record: ReceivedNotification,
+        verdict: Verdict,
+        kind: AnomalyKind,
+        facts: AlipayFacts,
+        detail: String,
+    ) -> Result<Outcome, StoreError> {
+        let anomaly = Anomaly {
+            kind,
+            out_trade_no: record.out_trade_no.clone(),
+            order_status: None,
+            order_amount_fen: None,
+            facts,
+            detail: detail.clone(),
+            seen_at: self.clock.now(),
+        };
+        self.keep_only(record.judged(verdict, Some(detail)), Some(anomaly))
+            .await
     }
 
     async fn keep_only(
@@ -321,24 +332,5 @@ fn facts(notification: &TradeNotification) -> AlipayFacts {
         trade_status: Some(notification.trade_status.as_str().to_owned()),
         total_amount_fen: Some(notification.total_amount.get()),
         refund_fen: notification.refund_fee.map(|fee| fee.get()),
-    }
-}
-
-/// An anomaly written without a transition (there is no order, or it is not ours to touch).
-fn unattached(
-    kind: AnomalyKind,
-    out_trade_no: Option<OutTradeNo>,
-    facts: AlipayFacts,
-    detail: String,
-    now: DateTime<Utc>,
-) -> Anomaly {
-    Anomaly {
-        kind,
-        out_trade_no,
-        order_status: None,
-        order_amount_fen: None,
-        facts,
-        detail,
-        seen_at: now,
     }
 }
