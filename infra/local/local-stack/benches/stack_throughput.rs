@@ -92,11 +92,8 @@ async fn run(sizes: Sizes) -> BenchResult<()> {
     let started = Instant::now();
     let dir = tempfile::tempdir()?;
     let stack = LocalStack::start(Options {
-        port: 0,
-        sandbox_port: 0,
-        moto_port: 0,
-        local_dir: dir.path().to_owned(),
         knobs: Options::knobs_from_env(),
+        ..Options::on_free_ports(dir.path())
     })
     .await?;
     let emulator = Emulator::of(&stack).await?;

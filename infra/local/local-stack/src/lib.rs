@@ -79,6 +79,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// Every service on a free port, no knobs, keys under `local_dir` (tests, benchmarks).
+    pub fn on_free_ports(local_dir: &Path) -> Options {
+        Options {
+            port: 0,
+            sandbox_port: 0,
+            moto_port: 0,
+            local_dir: local_dir.to_owned(),
+            knobs: BTreeMap::new(),
+        }
+    }
+
     /// The [`KNOBS`] set in this process's environment.
     pub fn knobs_from_env() -> BTreeMap<String, String> {
         KNOBS

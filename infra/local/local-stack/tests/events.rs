@@ -1,7 +1,6 @@
 //! The stack's business events: orders written to its table come out of its events queue,
 //! published by the stream poller alone.
 
-use aws_adapters::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb, aws_sdk_sqs};
 use chrono::{Duration as Lease, Utc};
 use domain::order::{NewOrder, Order};
@@ -9,7 +8,6 @@ use domain::ports::OrderStore;
 use domain::{OrderAmount, OutTradeNo, Scene};
 use local_stack::{LocalStack, ORDERS_TABLE, Options, streams};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -17,32 +15,11 @@ type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 #[tokio::test]
 async fn orders_written_to_the_table_come_out_of_the_events_queue() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let stack = LocalStack::start(Options {
-        port: 0,
-        sandbox_port: 0,
-        moto_port: 0,
-        local_dir: dir.path().to_owned(),
-        knobs: BTreeMap::new(),
-    })
-    .await?;
+    let stack = LocalStack::start(Options::on_free_ports(dir.path())).await?;
     assert!(stack.banner().contains(streams::EVENTS_QUEUE));
-    let credentials = Credentials::new("testing", "testing", None, None, "test");
-    let dynamo = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .endpoint_url(stack.moto_url())
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(credentials)
-            .endpoint_url(stack.moto_url())
-            .build(),
-    );
+    let sdk = stack.aws_sdk_config();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
 
     let store = DynamoOrderStore::new(dynamo, ORDERS_TABLE);
     let no = OutTradeNo::generate();

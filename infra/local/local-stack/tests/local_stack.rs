@@ -57,11 +57,8 @@ fn ulid_like() -> String {
 async fn a_qr_payment_end_to_end_over_http() -> TestResult {
     let dir = tempfile::tempdir()?;
     let stack = LocalStack::start(Options {
-        port: 0,
-        sandbox_port: 0,
-        moto_port: 0,
-        local_dir: dir.path().to_owned(),
         knobs: BTreeMap::from([("SYNC_AFTER_SECONDS".to_owned(), "0".to_owned())]),
+        ..Options::on_free_ports(dir.path())
     })
     .await?;
     let api = stack.api_url().to_owned();
@@ -210,14 +207,7 @@ async fn the_merchant_key_is_kept_between_runs() -> TestResult {
 #[tokio::test]
 async fn the_expiry_queue_is_consumed_by_timeout_close() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let stack = LocalStack::start(Options {
-        port: 0,
-        sandbox_port: 0,
-        moto_port: 0,
-        local_dir: dir.path().to_owned(),
-        knobs: BTreeMap::new(),
-    })
-    .await?;
+    let stack = LocalStack::start(Options::on_free_ports(dir.path())).await?;
     let api = stack.api_url().to_owned();
     let key = stack.merchant_key().clone();
     let secret = std::fs::read_to_string(&key.secret_file)?.trim().to_owned();
