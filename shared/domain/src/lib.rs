@@ -8,6 +8,7 @@
 //!   planning again from the stored order when a write loses a race.
 //! - [`fence`]: side-effecting Alipay calls only under a lease that covers them.
 //! - [`anomaly`]: money at Alipay that contradicts an order, recorded durably.
+//! - [`notification`]: a notification as received, kept for audit with what became of it.
 //! - [`auth`]: the merchant API's request signing scheme.
 //! - [`business_event`]: the events other systems subscribe to, published from the audit
 //!   events (the outbox), and the port they are sent through.
