@@ -114,26 +114,20 @@ where
                 )
                 .await;
         }
-        let Some(out_trade_no) = record.out_trade_no.clone() else {
-            let detail = "the notification names no valid out_trade_no".to_owned();
-            let facts = facts(&notification);
-            return self
-                .refuse(
-                    record,
-                    Verdict::UnknownOrder,
-                    AnomalyKind::UnknownOrder,
-                    facts,
-                    detail,
-                )
-                .await;
+        let order = match &record.out_trade_no {
+            Some(out_trade_no) => Box::pin(self.store.get(out_trade_no)).await?,
+            None => None,
         };
-        let Some(order) = Box::pin(self.store.get(&out_trade_no)).await? else {
-            let detail = format!(
-                "Alipay notified trade {} ({}, {}) for an order that does not exist",
-                notification.trade_no,
-                notification.trade_status.as_str(),
-                notification.total_amount.to_yuan()
-            );
+        let Some(order) = order else {
+            let detail = match record.out_trade_no {
+                None => "the notification names no valid out_trade_no".to_owned(),
+                Some(_) => format!(
+                    "Alipay notified trade {} ({}, {}) for an order that does not exist",
+                    notification.trade_no,
+                    notification.trade_status.as_str(),
+                    notification.total_amount.to_yuan()
+                ),
+            };
             let facts = facts(&notification);
             return self
                 .refuse(
