@@ -76,11 +76,18 @@ where
     pub async fn process(&self, delivery: &Delivery) -> Result<Outcome, StoreError> {
         let verified = match alipay::notify::verify(&delivery.body, &self.verifier) {
             Ok(verified) => verified,
-            Err(error) => return self.untrusted(delivery, &error).await,
+            Err(error) => {
+                metrics::counter!("notification_signature_failures").increment(1);
+                return self.untrusted(delivery, &error).await;
+            }
         };
+        // Verified: the body's own (decoded, transcoded) value, not a second parse of it.
+        let out_trade_no = verified
+            .get("out_trade_no")
+            .and_then(|no| OutTradeNo::parse(no).ok());
         if verified.get("notify_type") != Some(TRADE_STATUS_SYNC) {
             // Signed by Alipay, but of a kind this endpoint does not act on: kept, no anomaly.
-            let record = delivery.record(delivery.claimed_out_trade_no()).judged(
+            let record = delivery.record(out_trade_no).judged(
                 Verdict::Recorded,
                 Some(format!(
                     "notify_type {:?} is not acted on",
@@ -93,7 +100,7 @@ where
             Ok(notification) => notification,
             Err(error) => return self.untrusted(delivery, &error).await,
         };
-        let mut record = delivery.record(delivery.claimed_out_trade_no());
+        let mut record = delivery.record(out_trade_no);
         record.notify_id = Some(notification.notify_id.clone());
         record.trade_status = Some(notification.trade_status.as_str().to_owned());
         record.refund = notification.refund_fee.map(|fee| RefundNotice {
@@ -193,13 +200,13 @@ where
     }
 
     /// A notification that failed verification (or is not a notification): kept and
-    /// recorded as an anomaly, then answered `success` so a forgery is not sent again.
+    /// recorded as an anomaly, then answered `success` so a forgery is not sent again. Filed
+    /// under the order number the body claims, if any (it is not trusted).
     async fn untrusted(
         &self,
         delivery: &Delivery,
         error: &NotifyError,
     ) -> Result<Outcome, StoreError> {
-        metrics::counter!("notification_signature_failures").increment(1);
         let record = delivery.record(delivery.claimed_out_trade_no());
         let facts = AlipayFacts::from(FactSource::Notification);
         self.refuse(
