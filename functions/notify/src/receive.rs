@@ -11,6 +11,7 @@ use domain::converge::{self, Actor, AlipayView, Plan, check_trade};
 use domain::notification::{ReceivedNotification, RefundNotice, Verdict};
 use domain::order::{Buyer, Order, PaymentSource};
 use domain::ports::{Clock, NotificationLog, OrderStore, StoreError};
+use domain::refunding::plan_refund_notice;
 
 /// The only notification type this endpoint acts on.
 const TRADE_STATUS_SYNC: &str = "trade_status_sync";
@@ -158,8 +159,24 @@ where
     ) -> Result<Outcome, StoreError> {
         let view = view_of(&order, notification);
         let applied_record = record.clone().judged(Verdict::Applied, None);
-        let settled = converge::apply_planned(&self.store, &self.clock, &order, |current, now| {
+        // The payment first (a refund says the trade was paid); once the payment is settled
+        // here, the refund it reports.
+        let refund_plan = |current: &Order, now| match &record.refund {
+            Some(notice) if current.status().is_final() => {
+                plan_refund_notice(current, notice, Some(&notification.trade_no), now)
+            }
+            _ => Plan::nothing(),
+        };
+        let planner = |current: &Order, now| {
             let plan = converge::plan(current, &view, now, Actor::Witness);
+            if plan.transition.is_none() && plan.anomaly.is_none() {
+                refund_plan(current, now)
+            } else {
+                plan
+            }
+        };
+        let settled = converge::apply_planned(&self.store, &self.clock, &order, |current, now| {
+            let plan = planner(current, now);
             Plan {
                 transition: plan
                     .transition
@@ -170,6 +187,10 @@ where
         .await?;
         let out_trade_no = Some(order.out_trade_no().clone());
         if settled.applied {
+            // A payment and a refund in one notification: the refund's part, if it says more.
+            let settled =
+                converge::apply_planned(&self.store, &self.clock, &settled.order, refund_plan)
+                    .await?;
             return Ok(Outcome {
                 verdict: Verdict::Applied,
                 out_trade_no,
@@ -179,15 +200,15 @@ where
         // Nothing of ours was written: say why in the kept record (an anomaly, if any, was
         // recorded by `apply_planned`).
         let now = self.clock.now();
-        let leftover = converge::plan(&settled.order, &view, now, Actor::Witness);
-        let (verdict, detail) = match (&view, leftover.anomaly) {
-            (_, Some(anomaly)) => (Verdict::Contradicts, Some(anomaly.detail)),
-            (AlipayView::Mismatch(mismatch), None) => {
+        let leftover = planner(&settled.order, now);
+        let (verdict, detail) = match (&view, leftover.anomaly, &record.refund) {
+            (_, Some(anomaly), _) => (Verdict::Contradicts, Some(anomaly.detail)),
+            (AlipayView::Mismatch(mismatch), None, _) => {
                 (Verdict::Contradicts, Some(mismatch.detail.clone()))
             }
-            _ if record.refund.is_some() => (
+            (_, None, Some(notice)) if notice.refund_fee_fen > settled.order.refunded_fen() => (
                 Verdict::Recorded,
-                Some("a refund: kept for the refunds flow".to_owned()),
+                Some("a refund still pending here: its refund flow settles it".to_owned()),
             ),
             _ => (Verdict::AlreadyKnown, None),
         };

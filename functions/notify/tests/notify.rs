@@ -278,7 +278,8 @@ async fn a_payment_for_a_closed_order_or_a_second_trade_is_an_anomaly() -> TestR
 }
 
 #[tokio::test]
-async fn refund_notifications_are_kept_and_late_ones_change_nothing() -> TestResult {
+async fn a_refund_nobody_here_asked_for_is_an_anomaly_and_late_notifications_change_nothing()
+-> TestResult {
     let s = Stack::start().await?;
     let no = s.create_qr(1000).await?;
     let order = s.order(&no).await?;
@@ -298,11 +299,11 @@ async fn refund_notifications_are_kept_and_late_ones_change_nothing() -> TestRes
     )?;
     assert_eq!(s.post(&late).await?, (200, "success".to_owned()));
     assert_eq!(s.post(&paid).await?, (200, "success".to_owned()));
-    // A partial refund.
+    // A partial refund made elsewhere (Alipay's merchant portal): no refund here has it.
     let mut refund = s.fields(&order, trade_no, "TRADE_SUCCESS");
     refund.insert("refund_fee".into(), "2.50".into());
     refund.insert("gmt_refund".into(), "2024-01-01 12:00:00.123".into());
-    refund.insert("out_biz_no".into(), "R1".into());
+    refund.insert("out_biz_no".into(), "PORTAL_1".into());
     let refund = s.sign(&refund, &s.alipay_key, encoding_rs::UTF_8)?;
     assert_eq!(s.post(&refund).await?, (200, "success".to_owned()));
 
@@ -315,7 +316,7 @@ async fn refund_notifications_are_kept_and_late_ones_change_nothing() -> TestRes
             Verdict::Applied,
             Verdict::AlreadyKnown,
             Verdict::AlreadyKnown,
-            Verdict::Recorded
+            Verdict::Contradicts
         ]
     );
     let notice = kept[3]
@@ -324,8 +325,75 @@ async fn refund_notifications_are_kept_and_late_ones_change_nothing() -> TestRes
         .ok_or_else(|| err("no refund notice"))?;
     assert_eq!(
         (notice.refund_fee_fen, notice.out_biz_no.as_deref()),
-        (250, Some("R1"))
+        (250, Some("PORTAL_1"))
     );
+    assert_eq!(
+        kinds(&s.anomalies(&no).await?),
+        vec![AnomalyKind::UnrequestedRefund]
+    );
+    Ok(())
+}
+
+/// A refund whose answer was lost (its request left it PENDING) is settled by Alipay's refund
+/// notification; the notification of a refund settled by its own answer changes nothing.
+#[tokio::test]
+async fn the_sandbox_s_refund_notifications_settle_a_pending_refund() -> TestResult {
+    let s = Stack::start().await?;
+    let no = s.paid_qr(1000).await?;
+    s.env
+        .sandbox_post(
+            &format!("/sandbox/trades/{no}/notifications/switches"),
+            json!({"refunds": true}),
+        )
+        .await?;
+    // The refund happens at Alipay, but neither its answer nor a refund query gets through.
+    s.env
+        .fault(json!({"method": "alipay.trade.refund", "drop_connection": true, "apply": true}))
+        .await?;
+    s.env
+        .fault(json!({"method": "alipay.trade.fastpay.refund.query", "drop_connection": true}))
+        .await?;
+    let (status, pending) = s.refund(&no, "R1", 300).await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["status"], "PENDING");
+    let order = s.wait_for(&no, OrderStatus::PartiallyRefunded).await?;
+    let r1 = domain::OutRequestNo::parse("R1")?;
+    let settled = order.refund(&r1).ok_or_else(|| err("no refund R1"))?;
+    assert_eq!(
+        settled.source(),
+        Some(domain::order::RefundSource::Notification)
+    );
+    assert_eq!(order.refunded_fen(), 300);
+
+    // A refund answered at once; its notification arrives after and is already known.
+    let (status, done) = s.refund(&no, "R2", 700).await;
+    assert_eq!(
+        (status, done["status"].as_str()),
+        (201, Some("SUCCEEDED")),
+        "{done}"
+    );
+    s.wait_for(&no, OrderStatus::Refunded).await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let verdicts = loop {
+        let kept = s.kept(&no).await?;
+        let refunds: Vec<Verdict> = kept
+            .iter()
+            .filter(|k| k.refund.is_some())
+            .map(|k| k.verdict)
+            .collect();
+        if refunds.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break refunds;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    // R1's settled it; R2's is already known, unless it overtook the refund's own answer.
+    assert_eq!(verdicts.len(), 2, "{verdicts:?}");
+    assert_eq!(verdicts[0], Verdict::Applied);
+    assert!(matches!(
+        verdicts[1],
+        Verdict::AlreadyKnown | Verdict::Applied
+    ));
+    assert!(s.anomalies(&no).await?.is_empty());
     Ok(())
 }
 

@@ -255,6 +255,7 @@ async fn notify_timeout_close_and_get_race_without_breaking_an_invariant() -> Te
                 lease: config.knobs.claim_lease,
                 margin: LeasePolicy::DEFAULT_MARGIN,
             },
+            refunds: config.refund_policy(),
         },
         orders: query::Orders {
             store: query_adapters.orders,

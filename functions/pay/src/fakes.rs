@@ -7,6 +7,7 @@ use alipay::Fen;
 use alipay::api::{
     CancelAction, CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest,
     PayResponse, PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+    RefundQueryRequest, RefundQueryResponse, RefundRequest, RefundResponse,
 };
 use alipay::notify::TradeStatus;
 use alipay::outcome::{Failure, Outcome, UnknownCause};
@@ -156,6 +157,8 @@ pub struct ScriptedGateway {
     pub pays: Mutex<VecDeque<Outcome<PayResponse>>>,
     pub queries: Mutex<VecDeque<Outcome<QueryResponse>>>,
     pub cancels: Mutex<VecDeque<Outcome<CancelResponse>>>,
+    pub refunds: Mutex<VecDeque<Outcome<RefundResponse>>>,
+    pub refund_queries: Mutex<VecDeque<Outcome<RefundQueryResponse>>>,
     pub calls: Mutex<Vec<&'static str>>,
     /// When each side-effecting call (precreate, pay, cancel, close) started.
     pub side_effects: Mutex<Vec<(&'static str, DateTime<Utc>)>>,
@@ -173,7 +176,7 @@ fn next<T>(queue: &Mutex<VecDeque<Outcome<T>>>) -> Outcome<T> {
 impl ScriptedGateway {
     fn called(&self, method: &'static str) {
         self.calls.lock().unwrap().push(method);
-        if method != "query" {
+        if method != "query" && method != "refund_query" {
             let at = *self.time.lock().unwrap();
             self.side_effects.lock().unwrap().push((method, at));
         }
@@ -216,6 +219,14 @@ impl PaymentGateway for ScriptedGateway {
     async fn close(&self, _request: &CloseRequest) -> Outcome<CloseResponse> {
         self.called("close");
         Outcome::Unknown(UnknownCause::Timeout)
+    }
+    async fn refund(&self, _request: &RefundRequest) -> Outcome<RefundResponse> {
+        self.called("refund");
+        next(&self.refunds)
+    }
+    async fn refund_query(&self, _request: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
+        self.called("refund_query");
+        next(&self.refund_queries)
     }
 }
 

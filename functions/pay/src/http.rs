@@ -1,4 +1,5 @@
-//! HTTP mapping of `POST /v1/payments` (API Gateway HTTP API, payload v2).
+//! HTTP mapping of `POST /v1/payments` (API Gateway HTTP API, payload v2); the refunds route
+//! (`POST /v1/payments/{out_trade_no}/refunds`) is answered as [`crate::refunds`] says.
 //!
 //! Order of checks: route → body size → merchant authentication → body validation → create.
 //! Nothing is written before the request is authenticated and valid.
@@ -19,6 +20,7 @@
 
 use crate::validation::{self, PaymentRequest};
 use crate::{CreateError, Created, Payments};
+use domain::OutTradeNo;
 use domain::ports::{Clock, ExpiryScheduler, NonceStore, OrderStore, PaymentGateway};
 use f2f_runtime::KeyRing;
 use f2f_runtime::telemetry::{observe, record_out_trade_no};
@@ -54,7 +56,8 @@ where
 
     async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let path = f2f_runtime::http::route_path(request);
-        if path != PATH {
+        let refunded = crate::refunds::route(path).map(str::to_owned);
+        if path != PATH && refunded.is_none() {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 codes::NOT_FOUND,
@@ -65,20 +68,16 @@ where
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 codes::METHOD_NOT_ALLOWED,
-                "use POST to create a payment",
+                "use POST to create a payment or a refund",
             ));
         }
-        let body: &[u8] = request.body().as_ref();
-        if body.len() > self.max_body_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                codes::BODY_TOO_LARGE,
-                format!("the body must be at most {} bytes", self.max_body_bytes),
-            ));
-        }
+        let body = self.checked_body(request)?;
         let now = self.payments.clock.now();
         let key_id =
             f2f_runtime::auth::authenticate(&self.keys, &self.nonces, request, now).await?;
+        if let Some(number) = refunded {
+            return self.refund(&number, body, key_id).await;
+        }
         let payment = validation::parse(body)?;
         record_out_trade_no(payment.out_trade_no.as_str());
         tracing::info!(key_id, scene = ?payment.scene, generated = payment.generated_out_trade_no, "create payment");
@@ -88,6 +87,39 @@ where
             .await
             .map_err(|e| create_error(e, &payment))?;
         Ok(created_response(&created))
+    }
+
+    /// `POST /v1/payments/{out_trade_no}/refunds`, authenticated.
+    async fn refund(
+        &self,
+        number: &str,
+        body: &[u8],
+        key_id: String,
+    ) -> Result<Response<Body>, ApiError> {
+        // The raw path segment: a percent-encoded or otherwise odd number is simply invalid.
+        let out_trade_no = OutTradeNo::parse(number)
+            .map_err(|e| ApiError::invalid_field("out_trade_no", e.to_string()))?;
+        record_out_trade_no(out_trade_no.as_str());
+        let refund = crate::refunds::parse(&out_trade_no, body)?;
+        tracing::info!(key_id, out_request_no = %refund.out_request_no, amount_fen = refund.amount_fen, "refund");
+        let answer = self
+            .payments
+            .refund(&out_trade_no, &refund)
+            .await
+            .map_err(|e| crate::refunds::refund_error(e, &out_trade_no))?;
+        crate::refunds::refund_response(&answer)
+    }
+
+    fn checked_body<'r>(&self, request: &'r Request) -> Result<&'r [u8], ApiError> {
+        let body: &[u8] = request.body().as_ref();
+        if body.len() > self.max_body_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                codes::BODY_TOO_LARGE,
+                format!("the body must be at most {} bytes", self.max_body_bytes),
+            ));
+        }
+        Ok(body)
     }
 }
 

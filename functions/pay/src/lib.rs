@@ -1,5 +1,6 @@
 //! The `pay` function: `POST /v1/payments` creates a face-to-face payment, by QR code
-//! (`alipay.trade.precreate`) or by the buyer's payment code (`alipay.trade.pay`).
+//! (`alipay.trade.precreate`) or by the buyer's payment code (`alipay.trade.pay`);
+//! `POST /v1/payments/{out_trade_no}/refunds` refunds a paid one (`alipay.trade.refund`).
 //!
 //! The logic is generic over the ports ([`OrderStore`], [`ExpiryScheduler`],
 //! [`PaymentGateway`], [`Clock`]); `main.rs` only wires the real adapters.
@@ -10,7 +11,8 @@
 //! - [`recovery`]: a retry that takes over an abandoned order asks Alipay first.
 //! - [`qr`]: the precreate flow (identical re-sends on an unknown outcome).
 //! - [`barcode`]: the pay flow (poll while the buyer confirms, cancel when unresolved).
-//! - [`http`]: `lambda_http::Request` → response.
+//! - [`refunds`]: `POST /v1/payments/{out_trade_no}/refunds`, over `domain::refunding`.
+//! - [`http`]: `lambda_http::Request` → response, by route.
 //!
 //! The flow steps (`qr`, `barcode`, `poll`, `cancel`, `recover`, ...) call each other through
 //! boxed futures: nested inline, their states made the request future too deep for a 2 MiB
@@ -27,6 +29,7 @@ pub mod http;
 pub mod idempotency;
 pub mod qr;
 pub mod recovery;
+pub mod refunds;
 pub mod validation;
 pub mod wired;
 
@@ -39,6 +42,7 @@ use domain::order::{IllegalTransition, Order, OrderFailure, Transition};
 use domain::ports::{
     Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
 };
+use domain::refunding::RefundPolicy;
 use f2f_runtime::telemetry::count;
 use std::time::Duration;
 
@@ -61,6 +65,8 @@ pub struct Settings {
     pub cancel_retry_delay: Duration,
     /// Sent with precreate when set.
     pub seller_id: Option<String>,
+    /// The refund flow's knobs (`domain::refunding`).
+    pub refunds: RefundPolicy,
 }
 
 impl Settings {
@@ -74,6 +80,7 @@ impl Settings {
             cancel_attempts: config.knobs.cancel_attempts,
             cancel_retry_delay: Duration::from_secs(1),
             seller_id: config.alipay.seller_id.clone(),
+            refunds: config.refund_policy(),
         }
     }
 
@@ -108,6 +115,14 @@ impl Default for Settings {
             cancel_attempts: 3,
             cancel_retry_delay: Duration::from_secs(1),
             seller_id: None,
+            refunds: RefundPolicy {
+                lease: LeasePolicy {
+                    lease: Duration::from_secs(15),
+                    margin: LeasePolicy::DEFAULT_MARGIN,
+                },
+                send_attempts: 2,
+                recheck_after: Duration::from_secs(60),
+            },
         }
     }
 }

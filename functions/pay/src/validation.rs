@@ -123,7 +123,7 @@ fn invalid_json(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, codes::INVALID_JSON, message)
 }
 
-fn missing(field: &str) -> ApiError {
+pub(crate) fn missing(field: &str) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
         codes::MISSING_FIELD,
@@ -132,12 +132,27 @@ fn missing(field: &str) -> ApiError {
     .with_field(field)
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid_field(field, message)
 }
 
 /// Parses and validates a create body.
-pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
+/// The members of a JSON object body with only `allowed` keys (each at most once).
+pub(crate) struct Members(Vec<(String, Value)>);
+
+impl Members {
+    /// A member's value; `null` counts as absent.
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_null())
+    }
+}
+
+/// Parses a body that must be one JSON object of `allowed` members.
+pub(crate) fn members(body: &[u8], allowed: &[&str]) -> Result<Members, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(invalid_json("the body must be a JSON object"));
     }
@@ -152,22 +167,21 @@ pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
         };
         invalid_json(format!("{what} (line {}, column {})", e.line(), e.column()))
     })?;
-    if let Some((key, _)) = fields.iter().find(|(k, _)| !FIELDS.contains(&k.as_str())) {
+    if let Some((key, _)) = fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         let shown: String = key.chars().take(64).collect();
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             codes::UNKNOWN_FIELD,
-            format!("unknown field {shown:?}; allowed: {}", FIELDS.join(", ")),
+            format!("unknown field {shown:?}; allowed: {}", allowed.join(", ")),
         )
         .with_field(shown));
     }
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
-            .filter(|v| !v.is_null())
-    };
+    Ok(Members(fields))
+}
+
+pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
+    let members = members(body, &FIELDS)?;
+    let get = |name: &str| members.get(name);
 
     let scene = match get("scene") {
         None => return Err(missing("scene")),
@@ -258,7 +272,7 @@ pub fn parse(body: &[u8]) -> Result<PaymentRequest, ApiError> {
     Ok(request)
 }
 
-fn amount(value: &Value) -> Result<OrderAmount, ApiError> {
+pub(crate) fn amount(value: &Value) -> Result<OrderAmount, ApiError> {
     const FIELD: &str = "amount_fen";
     let Value::Number(number) = value else {
         return Err(invalid(
@@ -319,7 +333,11 @@ fn auth_code(text: &str) -> Result<AuthCode, ApiError> {
     }
 }
 
-fn identifier(value: Option<&Value>, field: &str, max: usize) -> Result<Option<String>, ApiError> {
+pub(crate) fn identifier(
+    value: Option<&Value>,
+    field: &str,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match value {
         None => Ok(None),
         Some(Value::String(text)) => {

@@ -11,7 +11,8 @@ mod common;
 
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
-    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse, RefundQueryRequest,
+    RefundQueryResponse, RefundRequest, RefundResponse,
 };
 use alipay::client::AlipayClient;
 use alipay::outcome::Outcome;
@@ -103,6 +104,14 @@ impl PaymentGateway for SlowAlipay {
     async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
         self.take_time().await;
         self.0.inner.close(request).await
+    }
+    async fn refund(&self, request: &RefundRequest) -> Outcome<RefundResponse> {
+        self.take_time().await;
+        self.0.inner.refund(request).await
+    }
+    async fn refund_query(&self, request: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
+        self.take_time().await;
+        self.0.inner.refund_query(request).await
     }
 }
 

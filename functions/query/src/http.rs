@@ -1,4 +1,6 @@
-//! HTTP mapping of `GET /v1/payments/{out_trade_no}`.
+//! HTTP mapping of `GET /v1/payments/{out_trade_no}` and
+//! `GET /v1/payments/{out_trade_no}/refunds/{out_request_no}` (the same answers; a refund
+//! that is not there is `404 refund_not_found`).
 //!
 //! | answer | when |
 //! | --- | --- |
@@ -11,12 +13,12 @@
 //! | `404` / `405` | `not_found`, `method_not_allowed` |
 //! | `503` | `store_unavailable`, `auth_unavailable` |
 
-use crate::sync::Orders;
-use domain::OutTradeNo;
+use crate::sync::{Orders, RefundLookup};
 use domain::ports::{Clock, NonceStore, OrderStore, PaymentGateway};
+use domain::{OutRequestNo, OutTradeNo};
 use f2f_runtime::KeyRing;
 use f2f_runtime::telemetry::{count, observe, record_out_trade_no};
-use f2f_runtime::{ApiError, Function, OrderView, codes};
+use f2f_runtime::{ApiError, Function, OrderView, RefundView, codes};
 use lambda_http::http::{HeaderValue, Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 
@@ -58,10 +60,30 @@ where
         }
         let now = self.orders.clock.now();
         f2f_runtime::auth::authenticate(&self.keys, &self.nonces, request, now).await?;
-        // The raw path segment: a percent-encoded or otherwise odd number is simply invalid.
+        // Raw path segments: a percent-encoded or otherwise odd number is simply invalid.
+        let (number, refund) = match number.split_once('/') {
+            None => (number, None),
+            Some((number, rest)) => match rest.strip_prefix("refunds/") {
+                Some(refund) if !refund.is_empty() && !refund.contains('/') => {
+                    (number, Some(refund))
+                }
+                _ => {
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        codes::NOT_FOUND,
+                        "no such route",
+                    ));
+                }
+            },
+        };
         let out_trade_no = OutTradeNo::parse(number)
             .map_err(|e| ApiError::invalid_field("out_trade_no", e.to_string()))?;
         record_out_trade_no(out_trade_no.as_str());
+        if let Some(refund) = refund {
+            let out_request_no = OutRequestNo::parse(refund)
+                .map_err(|e| ApiError::invalid_field("out_request_no", e.to_string()))?;
+            return self.refund(&out_trade_no, &out_request_no).await;
+        }
         let looked = match self.orders.lookup(&out_trade_no).await {
             Ok(Some(looked)) => looked,
             Ok(None) => {
@@ -78,18 +100,64 @@ where
             }
         };
         let mut view = OrderView::of(&looked.order);
-        let stale = looked.sync_error.is_some();
-        if let Some(reason) = looked.sync_error {
-            count("stale_answer");
+        if let Some(reason) = looked.sync_error.clone() {
             view = view.stale(reason);
         }
-        let mut response = f2f_runtime::http::json_response(StatusCode::OK, &view);
-        if stale {
-            response.headers_mut().insert(
-                header::WARNING,
-                HeaderValue::from_static("110 - \"Response is Stale\""),
-            );
-        }
-        Ok(response)
+        Ok(answered(&view, looked.sync_error.is_some()))
     }
+
+    async fn refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+    ) -> Result<Response<Body>, ApiError> {
+        let looked = match self
+            .orders
+            .lookup_refund(out_trade_no, out_request_no)
+            .await
+        {
+            Ok(RefundLookup::Found(looked)) => looked,
+            Ok(RefundLookup::NoOrder) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    codes::ORDER_NOT_FOUND,
+                    format!("no order {out_trade_no}"),
+                )
+                .with_field("out_trade_no"));
+            }
+            Ok(RefundLookup::NoRefund) => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    codes::REFUND_NOT_FOUND,
+                    format!("order {out_trade_no} has no refund {out_request_no}"),
+                )
+                .with_field("out_request_no"));
+            }
+            Err(error) => {
+                tracing::error!(%error, "order store failed");
+                return Err(ApiError::store_unavailable());
+            }
+        };
+        let Some(refund) = looked.order.refund(out_request_no) else {
+            return Err(ApiError::internal());
+        };
+        let mut view = RefundView::of(&looked.order, refund);
+        if let Some(reason) = looked.sync_error.clone() {
+            view = view.stale(reason);
+        }
+        Ok(answered(&view, looked.sync_error.is_some()))
+    }
+}
+
+/// `200` with the view; a stale one is counted and carries `Warning: 110`.
+fn answered(view: &impl serde::Serialize, stale: bool) -> Response<Body> {
+    let mut response = f2f_runtime::http::json_response(StatusCode::OK, view);
+    if stale {
+        count("stale_answer");
+        response.headers_mut().insert(
+            header::WARNING,
+            HeaderValue::from_static("110 - \"Response is Stale\""),
+        );
+    }
+    response
 }

@@ -10,10 +10,11 @@
 //! closed order) is recorded as an anomaly and reported as `sync_error`.
 
 use chrono::{DateTime, Utc};
-use domain::OutTradeNo;
 use domain::converge::{Actor, AlipayView, converge};
 use domain::order::Order;
 use domain::ports::{Clock, OrderStore, PaymentGateway, StoreError};
+use domain::refunding::check;
+use domain::{OutRequestNo, OutTradeNo};
 use std::time::Duration;
 
 /// The lookup logic over its ports.
@@ -33,6 +34,17 @@ pub struct Looked {
     pub sync_error: Option<String>,
 }
 
+/// A refund lookup's answer.
+// One value per request, moved once: boxing the order would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundLookup {
+    NoOrder,
+    NoRefund,
+    /// The order holding the refund (synced with Alipay's refund query when due).
+    Found(Looked),
+}
+
 /// Whether Alipay may know more than the store about `order`.
 pub fn needs_sync(order: &Order, now: DateTime<Utc>, sync_after: Duration) -> bool {
     let sync_after = chrono::Duration::from_std(sync_after).unwrap_or_default();
@@ -49,6 +61,31 @@ where
     G: PaymentGateway,
     C: Clock,
 {
+    /// A refund of an order; a PENDING one nobody is sending is checked with Alipay's refund
+    /// query at most once per `sync_after` (`domain::refunding::check`).
+    pub async fn lookup_refund(
+        &self,
+        out_trade_no: &OutTradeNo,
+        out_request_no: &OutRequestNo,
+    ) -> Result<RefundLookup, StoreError> {
+        let Some(order) = self.store.get(out_trade_no).await? else {
+            return Ok(RefundLookup::NoOrder);
+        };
+        if order.refund(out_request_no).is_none() {
+            return Ok(RefundLookup::NoRefund);
+        }
+        let (order, sync_error) = check(
+            &self.store,
+            &self.gateway,
+            &self.clock,
+            self.sync_after,
+            order,
+            out_request_no,
+        )
+        .await?;
+        Ok(RefundLookup::Found(Looked { order, sync_error }))
+    }
+
     /// `Ok(None)` when there is no such order.
     pub async fn lookup(&self, out_trade_no: &OutTradeNo) -> Result<Option<Looked>, StoreError> {
         let Some(order) = self.store.get(out_trade_no).await? else {
@@ -97,7 +134,8 @@ mod tests {
     use super::*;
     use alipay::api::{
         CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
-        PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+        PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse, RefundQueryRequest,
+        RefundQueryResponse, RefundRequest, RefundResponse,
     };
     use alipay::notify::TradeStatus;
     use alipay::outcome::{Outcome, UnknownCause};
@@ -149,6 +187,12 @@ mod tests {
             Outcome::Unknown(UnknownCause::Timeout)
         }
         async fn close(&self, _: &CloseRequest) -> Outcome<CloseResponse> {
+            Outcome::Unknown(UnknownCause::Timeout)
+        }
+        async fn refund(&self, _: &RefundRequest) -> Outcome<RefundResponse> {
+            Outcome::Unknown(UnknownCause::Timeout)
+        }
+        async fn refund_query(&self, _: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
             Outcome::Unknown(UnknownCause::Timeout)
         }
     }

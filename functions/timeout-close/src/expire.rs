@@ -11,6 +11,10 @@
 //!
 //! A close that fails because the buyer paid in between is followed by a query: PAID. Every
 //! close and cancel is fenced (`domain::fence`), like the pay function's calls.
+//!
+//! A paid order with PENDING refunds (the re-check each refund schedules when it is claimed)
+//! has them finished by `domain::refunding`: refund query, then the identical refund again if
+//! Alipay has none; one still unknown is scheduled again.
 
 use crate::{Expiries, ExpiryError, Handled};
 use alipay::api::{CloseRequest, QueryRequest, TradeRef};
@@ -19,8 +23,9 @@ use aws_adapters::ExpiryMessage;
 use domain::Scene;
 use domain::converge::{Actor, AlipayView, apply_planned, apply_view, plan_cancelled, read_query};
 use domain::fence::{Fenced, apply_as_holder, cover, release};
-use domain::order::Order;
+use domain::order::{Order, Refund};
 use domain::ports::{Applied, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+use domain::refunding::{RefundError, Refunder, Resolution};
 
 /// Why an order was closed by this function, as recorded in its `Closed` event.
 pub mod reasons {
@@ -51,6 +56,9 @@ where
             tracing::error!(out_trade_no = %no, "an expiry for an order that does not exist");
             return Ok(Handled::NoSuchOrder);
         };
+        if order.refunds().iter().any(Refund::is_pending) {
+            return self.refunds(&order).await;
+        }
         for _ in 0..TAKE_OVER_ATTEMPTS {
             let now = self.clock.now();
             if order.status().is_final() {
@@ -74,6 +82,36 @@ where
         }
         // Others kept changing it: SQS brings the message back.
         Err(ExpiryError::Contended)
+    }
+
+    /// Finishes the order's PENDING refunds nobody is sending; what stays unknown is checked
+    /// again later (a new message), so an unsettled refund is never dropped.
+    async fn refunds(&self, order: &Order) -> Result<Handled, ExpiryError> {
+        let refunder = Refunder {
+            store: &self.store,
+            scheduler: &self.scheduler,
+            gateway: &self.gateway,
+            clock: &self.clock,
+            policy: &self.refunds,
+        };
+        let no = order.out_trade_no();
+        match refunder.resolve(order).await {
+            Ok(Resolution::Settled) => Ok(Handled::RefundsSettled),
+            Ok(Resolution::Busy { until }) => {
+                let margin = chrono::Duration::from_std(self.policy.margin).unwrap_or_default();
+                self.scheduler.schedule(no, until + margin).await?;
+                Ok(Handled::Busy)
+            }
+            Ok(Resolution::StillPending) => {
+                tracing::warn!(out_trade_no = %no, "a refund is still unsettled; checked again later");
+                refunder.recheck_later(no).await?;
+                Ok(Handled::RefundsPending)
+            }
+            Err(RefundError::Store(error)) => Err(ExpiryError::Store(error)),
+            Err(RefundError::Scheduler(error)) => Err(ExpiryError::Scheduler(error)),
+            Err(RefundError::NoSuchOrder) => Ok(Handled::NoSuchOrder),
+            Err(_) => Err(ExpiryError::Contended),
+        }
     }
 
     /// `held` is open and its lease is ours.

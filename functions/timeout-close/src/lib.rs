@@ -1,5 +1,6 @@
 //! The `timeout-close` function: the expiry queue (SQS, with per-message delays) delivers
-//! each order when it is due, and this function settles it with Alipay.
+//! each order when it is due, and this function settles it with Alipay. The same queue brings
+//! back a paid order whose refund may be unsettled: its PENDING refunds are finished here.
 //!
 //! - [`expire`]: one message: re-enqueue if not due, else take the order over and settle it
 //!   (query; close, cancel, or converge).
@@ -15,6 +16,7 @@ pub mod expire;
 use domain::fence::LeasePolicy;
 use domain::order::OrderStatus;
 use domain::ports::{ScheduleError, StoreError};
+use domain::refunding::RefundPolicy;
 
 /// The expiry logic over its ports.
 pub struct Expiries<S, Q, G, C> {
@@ -23,6 +25,8 @@ pub struct Expiries<S, Q, G, C> {
     pub gateway: G,
     pub clock: C,
     pub policy: LeasePolicy,
+    /// For the re-check of refunds left PENDING (`domain::refunding`).
+    pub refunds: RefundPolicy,
 }
 
 /// What became of one message.
@@ -40,6 +44,10 @@ pub enum Handled {
     Anomaly,
     /// No such order (logged): nothing to close.
     NoSuchOrder,
+    /// A paid order's PENDING refunds: all settled now.
+    RefundsSettled,
+    /// A paid order's PENDING refunds: some still unknown; checked again later.
+    RefundsPending,
 }
 
 impl Handled {
@@ -52,6 +60,8 @@ impl Handled {
             Handled::Settled(_) => "settled",
             Handled::Anomaly => "anomaly",
             Handled::NoSuchOrder => "no_such_order",
+            Handled::RefundsSettled => "refunds_settled",
+            Handled::RefundsPending => "refunds_pending",
         }
     }
 }

@@ -27,6 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             lease: config.knobs.claim_lease,
             margin: LeasePolicy::DEFAULT_MARGIN,
         },
+        refunds: config.refund_policy(),
     });
     tracing::info!("timeout-close function ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

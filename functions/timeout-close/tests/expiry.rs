@@ -3,7 +3,8 @@
 
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
-    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse, RefundQueryRequest,
+    RefundQueryResponse, RefundRequest, RefundResponse,
 };
 use alipay::client::AlipayClient;
 use alipay::outcome::Outcome;
@@ -78,6 +79,12 @@ impl PaymentGateway for Watched {
         }
         self.inner.close(request).await
     }
+    async fn refund(&self, request: &RefundRequest) -> Outcome<RefundResponse> {
+        self.inner.refund(request).await
+    }
+    async fn refund_query(&self, request: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
+        self.inner.refund_query(request).await
+    }
 }
 
 type Subject = Expiries<DynamoOrderStore, SqsExpiryScheduler, Watched, Later>;
@@ -110,6 +117,7 @@ async fn fixture(later: chrono::Duration, pay_before_close: bool) -> TestResult<
             lease: config.knobs.claim_lease,
             margin: LeasePolicy::DEFAULT_MARGIN,
         },
+        refunds: config.refund_policy(),
     };
     Ok(Fixture {
         env,
@@ -377,5 +385,80 @@ async fn what_an_expiry_costs_in_dynamodb_calls() -> TestResult {
         costs[1],
         calls(&[("DynamoDB.GetItem", 1), ("DynamoDB.TransactWriteItems", 2)])
     );
+    Ok(())
+}
+
+/// Refunds through the pay function; returns (status, body).
+async fn refund(
+    env: &Env,
+    no: &str,
+    out_request_no: &str,
+    amount_fen: i64,
+) -> TestResult<(u16, Value)> {
+    let config = env.config(Function::Pay)?;
+    let adapters = env.adapters(Function::Pay).await?;
+    let api = WiredPayApi::wired(&config, adapters)?;
+    let body = json!({"out_request_no": out_request_no, "amount_fen": amount_fen});
+    let response = api
+        .handle(env.signed(
+            "POST",
+            &format!("/v1/payments/{no}/refunds"),
+            &body.to_string(),
+        ))
+        .await;
+    Ok((response.status().as_u16(), body_json(&response)))
+}
+
+/// How many refunds the sandbox holds for the trade.
+async fn alipay_refunds(env: &Env, no: &str) -> TestResult<usize> {
+    let trade = trade(env, no).await?;
+    Ok(trade["refunds"].as_array().map_or(0, Vec::len))
+}
+
+/// A refund its request left PENDING (nothing reached Alipay) is finished by the re-check it
+/// scheduled; one that stays unknown is scheduled again, never dropped.
+#[tokio::test]
+async fn the_re_check_finishes_a_pending_refund_and_never_drops_one() -> TestResult {
+    // The expiry job's clock is a minute ahead: the refund requests' leases are over.
+    let f = fixture(chrono::Duration::seconds(60), false).await?;
+    let body = json!({"out_trade_no": out_trade_no(), "amount_fen": 1000, "subject": "tea", "scene": "barcode", "auth_code": auth_code("00", 0)});
+    let (no, order) = create(&f.env, body).await?;
+    assert_eq!(order["status"], "PAID", "{order}");
+    f.env
+        .fault(json!({"method": "alipay.trade.refund", "drop_connection": true, "times": 2}))
+        .await?;
+    let (answered, pending) = refund(&f.env, &no, "R1", 400).await?;
+    assert_eq!(
+        (answered, pending["status"].as_str()),
+        (202, Some("PENDING")),
+        "{pending}"
+    );
+    assert_eq!(alipay_refunds(&f.env, &no).await?, 0);
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::RefundsSettled);
+    assert_eq!(status(&f, &no).await?, OrderStatus::PartiallyRefunded);
+    assert_eq!(alipay_refunds(&f.env, &no).await?, 1);
+
+    // Unknown through the request and through the first re-check: checked again later.
+    f.env
+        .fault(json!({"method": "alipay.trade.refund", "drop_connection": true, "times": 4}))
+        .await?;
+    let (answered, _) = refund(&f.env, &no, "R2", 600).await?;
+    assert_eq!(answered, 202);
+    let queued = f.env.queued_expiries().await?;
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::RefundsPending);
+    assert_eq!(
+        f.env.queued_expiries().await?,
+        queued + 1,
+        "scheduled again"
+    );
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::RefundsSettled);
+    assert_eq!(status(&f, &no).await?, OrderStatus::Refunded);
+    assert_eq!(alipay_refunds(&f.env, &no).await?, 2);
+    // A late re-check finds nothing to do and calls nothing.
+    let handled = f.expiries.expire(&due_now(&no)?).await?;
+    assert_eq!(handled, Handled::AlreadySettled(OrderStatus::Refunded));
     Ok(())
 }

@@ -33,10 +33,13 @@ pub enum AnomalyKind {
     UntrustedNotification,
     /// A correctly signed notification for another app or another seller.
     ForeignNotification,
+    /// Alipay reports a refund nobody here asked for, or more refunded than recorded here, or
+    /// a refund of an order that is not paid here.
+    UnrequestedRefund,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 8] = [
+    pub const ALL: [AnomalyKind; 9] = [
         AnomalyKind::RefundedByCancel,
         AnomalyKind::PaidAfterClose,
         AnomalyKind::AmountMismatch,
@@ -45,6 +48,7 @@ impl AnomalyKind {
         AnomalyKind::UnknownOrder,
         AnomalyKind::UntrustedNotification,
         AnomalyKind::ForeignNotification,
+        AnomalyKind::UnrequestedRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +61,7 @@ impl AnomalyKind {
             AnomalyKind::UnknownOrder => "unknown_order",
             AnomalyKind::UntrustedNotification => "untrusted_notification",
             AnomalyKind::ForeignNotification => "foreign_notification",
+            AnomalyKind::UnrequestedRefund => "unrequested_refund",
         }
     }
 
@@ -71,6 +76,7 @@ impl AnomalyKind {
             AnomalyKind::UnknownOrder => "anomaly_unknown_order",
             AnomalyKind::UntrustedNotification => "anomaly_untrusted_notification",
             AnomalyKind::ForeignNotification => "anomaly_foreign_notification",
+            AnomalyKind::UnrequestedRefund => "anomaly_unrequested_refund",
         }
     }
 
@@ -101,6 +107,9 @@ impl AnomalyKind {
             AnomalyKind::ForeignNotification => {
                 "A correctly signed notification for another app or seller reached this endpoint: check the notify_url configured in the other app, then resolve."
             }
+            AnomalyKind::UnrequestedRefund => {
+                "Alipay reports money refunded that no refund here accounts for (a refund made in Alipay's merchant portal, or by another system): check the trade's refunds in the portal, record the return of goods, then resolve."
+            }
         }
     }
 }
@@ -114,6 +123,8 @@ pub enum FactSource {
     Query,
     Cancel,
     Notification,
+    RefundResponse,
+    RefundQuery,
 }
 
 /// A reason for an anomaly to have no order: the notification named no valid order number.

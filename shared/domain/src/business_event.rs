@@ -14,13 +14,16 @@
 //! | `order.closed` | [`EventKind::Closed`] |
 //! | `order.failed` | [`EventKind::Failed`] |
 //! | `order.refunded` | [`EventKind::RefundedByCancel`] |
+//! | `refund.requested` | [`EventKind::RefundRequested`] (its amount is reserved) |
+//! | `refund.succeeded` | [`EventKind::RefundSucceeded`] (the order is PARTIALLY_REFUNDED or REFUNDED) |
+//! | `refund.failed` | [`EventKind::RefundFailed`] (the reservation is released) |
 //! | `anomaly.recorded` | an anomaly record inserted, or its `occurrences` increased |
 //!
 //! Lease changes and syncs are bookkeeping of our own and are not published. Delivery is at
 //! least once: subscribers deduplicate by `event_id`.
 
 use crate::anomaly::{AnomalyKind, AnomalyRecord, AnomalyStatus};
-use crate::order::{EventKind, OrderEvent, OrderFailure, PaymentSource};
+use crate::order::{EventKind, OrderEvent, OrderFailure, PaymentSource, RefundSource};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -45,12 +48,18 @@ pub enum EventType {
     OrderFailed,
     #[serde(rename = "order.refunded")]
     OrderRefunded,
+    #[serde(rename = "refund.requested")]
+    RefundRequested,
+    #[serde(rename = "refund.succeeded")]
+    RefundSucceeded,
+    #[serde(rename = "refund.failed")]
+    RefundFailed,
     #[serde(rename = "anomaly.recorded")]
     AnomalyRecorded,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 11] = [
         EventType::OrderCreated,
         EventType::OrderAwaitingPayment,
         EventType::OrderScanned,
@@ -58,6 +67,9 @@ impl EventType {
         EventType::OrderClosed,
         EventType::OrderFailed,
         EventType::OrderRefunded,
+        EventType::RefundRequested,
+        EventType::RefundSucceeded,
+        EventType::RefundFailed,
         EventType::AnomalyRecorded,
     ];
 
@@ -70,6 +82,9 @@ impl EventType {
             EventType::OrderClosed => "order.closed",
             EventType::OrderFailed => "order.failed",
             EventType::OrderRefunded => "order.refunded",
+            EventType::RefundRequested => "refund.requested",
+            EventType::RefundSucceeded => "refund.succeeded",
+            EventType::RefundFailed => "refund.failed",
             EventType::AnomalyRecorded => "anomaly.recorded",
         }
     }
@@ -85,6 +100,9 @@ impl EventType {
             EventKind::Closed { .. } => Some(EventType::OrderClosed),
             EventKind::Failed { .. } => Some(EventType::OrderFailed),
             EventKind::RefundedByCancel { .. } => Some(EventType::OrderRefunded),
+            EventKind::RefundRequested { .. } => Some(EventType::RefundRequested),
+            EventKind::RefundSucceeded { .. } => Some(EventType::RefundSucceeded),
+            EventKind::RefundFailed { .. } => Some(EventType::RefundFailed),
             EventKind::LeaseTakenOver
             | EventKind::LeaseExtended
             | EventKind::LeaseReleased
@@ -106,12 +124,18 @@ pub struct Cause {
     /// `order.closed`: why (e.g. `expired`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// `order.failed`: Alipay's `sub_code` (or `code`) and message.
+    /// `order.failed`, `refund.failed`: Alipay's `sub_code` (or `code`) and message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<OrderFailure>,
-    /// `order.refunded`: the amount given back, in fen.
+    /// `order.refunded`, `refund.*`: the amount given back (or asked for), in fen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_fen: Option<i64>,
+    /// `refund.*`: the merchant's number of the refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_request_no: Option<String>,
+    /// `refund.succeeded`: who told us (`refund_response`, `refund_query`, `notification`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_source: Option<RefundSource>,
 }
 
 impl Cause {
@@ -143,6 +167,34 @@ impl Cause {
             } => Cause {
                 alipay_trade_no: alipay_trade_no.clone(),
                 refund_fen: Some(*refund_fen),
+                ..Cause::default()
+            },
+            EventKind::RefundRequested {
+                out_request_no,
+                amount_fen,
+            } => Cause {
+                refund_fen: Some(*amount_fen),
+                out_request_no: Some(out_request_no.clone()),
+                ..Cause::default()
+            },
+            EventKind::RefundSucceeded {
+                out_request_no,
+                amount_fen,
+                source,
+            } => Cause {
+                refund_fen: Some(*amount_fen),
+                out_request_no: Some(out_request_no.clone()),
+                refund_source: Some(*source),
+                ..Cause::default()
+            },
+            EventKind::RefundFailed {
+                out_request_no,
+                amount_fen,
+                failure,
+            } => Cause {
+                refund_fen: Some(*amount_fen),
+                out_request_no: Some(out_request_no.clone()),
+                failure: Some(failure.clone()),
                 ..Cause::default()
             },
             EventKind::Claimed

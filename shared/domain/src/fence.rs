@@ -1,12 +1,13 @@
-//! Fencing: a side-effecting Alipay call (`precreate`, `pay`, `cancel`, `close`) is sent only
-//! by the holder of the order's lease, and only while the lease covers the call's whole
-//! timeout plus a margin for clock differences between functions. Before each such call the
+//! Fencing: a side-effecting Alipay call (`precreate`, `pay`, `cancel`, `close`, `refund`) is
+//! sent only by the holder of the order's lease, and only while the lease covers the call's
+//! whole timeout plus a margin for clock differences between functions. Before each such call the
 //! holder asks [`cover`]: if the stored lease does not reach far enough, one conditional write
 //! (status and version) extends it; if that write finds the order changed by someone else
 //! (taken over, settled), the holder stops and answers from the order as stored now.
 //!
 //! Every function that calls Alipay with an effect goes through here; the lease itself is part
-//! of the order (`Order::take_over_lease`, `Order::extend_lease`, `Order::release_lease`).
+//! of the order (`Order::take_over_lease`, `Order::take_over_refund`, `Order::claim_refund`,
+//! `Order::extend_lease`, `Order::release_lease`).
 
 use crate::converge::{Plan, Settled, apply_planned};
 use crate::order::{IllegalTransition, Order, Transition};
@@ -74,7 +75,8 @@ pub async fn cover<S: OrderStore, C: Clock>(
     let needed_chrono = chrono::Duration::from_std(needed).unwrap_or(chrono::Duration::MAX);
     let mut current = held.clone();
     for _ in 0..EXTEND_ATTEMPTS {
-        if !current.status().is_open() || !current.same_holder(held) {
+        // A settled payment or refund ends its lease (no holder): lost as well.
+        if !current.same_holder(held) {
             return Ok(Fenced::Lost(current));
         }
         let now = clock.now();
@@ -113,7 +115,7 @@ pub async fn apply_as_holder<S: OrderStore, C: Clock>(
     transition: impl Fn(&Order, DateTime<Utc>) -> Result<Transition, IllegalTransition>,
 ) -> Result<Settled, StoreError> {
     apply_planned(store, clock, held, |current, now| {
-        if current.status().is_open() && current.same_holder(held) {
+        if current.same_holder(held) {
             Plan::transition(transition(current, now).ok())
         } else {
             Plan::nothing()

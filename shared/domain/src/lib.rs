@@ -2,11 +2,15 @@
 //!
 //! - [`amount`]: order amounts (integer fen, bounded as Alipay bounds them).
 //! - [`out_trade_no`]: the merchant's order number and a generator for callers without one.
-//! - [`order`]: an order, its status, and the transitions that are the only way to change it.
+//! - [`out_request_no`]: the merchant's number for one refund of an order.
+//! - [`order`]: an order, its status, its refunds, and the transitions that are the only way
+//!   to change them.
 //! - [`ports`]: the small traits handlers are generic over (store, scheduler, gateway, clock).
 //! - [`converge`]: ask Alipay what happened to an order and apply the matching transition,
 //!   planning again from the stored order when a write loses a race.
 //! - [`fence`]: side-effecting Alipay calls only under a lease that covers them.
+//! - [`refunding`]: refund an order exactly once: claim, fenced send, and resolution of an
+//!   unknown outcome by Alipay's refund query; refund notifications.
 //! - [`anomaly`]: money at Alipay that contradicts an order, recorded durably.
 //! - [`notification`]: a notification as received, kept for audit with what became of it.
 //! - [`auth`]: the merchant API's request signing scheme.
@@ -21,12 +25,15 @@ pub mod converge;
 pub mod fence;
 pub mod notification;
 pub mod order;
+pub mod out_request_no;
 pub mod out_trade_no;
 pub mod ports;
+pub mod refunding;
 
 pub use alipay::Fen;
 pub use amount::OrderAmount;
 pub use order::{Order, OrderStatus, Scene};
+pub use out_request_no::OutRequestNo;
 pub use out_trade_no::OutTradeNo;
 
 /// The calendar day in Beijing (UTC+8 all year, no daylight saving since 1991) of an instant:

@@ -4,21 +4,28 @@
 //! store applies as one conditional write.
 //!
 //! ```text
-//! CREATING ──▶ PENDING ──▶ PAID ──▶ REFUNDED
-//!    │            ├──────▶ CLOSED
+//! CREATING ──▶ PENDING ──▶ PAID ──▶ PARTIALLY_REFUNDED ──▶ REFUNDED
+//!    │            ├──────▶ CLOSED └──────────────────────────▲
 //!    ├──▶ PAID    ├──────▶ FAILED
 //!    ├──▶ CLOSED  └──────▶ REFUNDED (a cancel found the trade paid and refunded it)
 //!    ├──▶ FAILED
 //!    └──▶ REFUNDED
 //! ```
-//! CREATING is the claim: the order number is ours and Alipay is being called.
+//! CREATING is the claim: the order number is ours and Alipay is being called. Refunds of a
+//! paid order are records inside the order ([`refund`]): each one is claimed, reserving its
+//! amount, and settled by a transition of the order, so the order's version orders them and
+//! the refunded total can never exceed the paid amount.
 //!
-//! A lease (a holder id and an end) fences the side-effecting Alipay calls of an open order
-//! (CREATING or PENDING): only the holder sends them, and only while the lease covers the
+//! A lease (a holder id and an end) fences the side-effecting Alipay calls of an order: of an
+//! open order (CREATING or PENDING), and of a refund of a paid one: only the holder sends them, and only while the lease covers the
 //! call's whole timeout (see [`crate::fence`]). Any change of the lease bumps the version, so
 //! the holder's next conditional write fails once someone else has taken the order over. A
 //! retry that finds a lease run out takes it over and asks Alipay what happened instead of
 //! guessing; nobody acts on an order under someone else's live lease.
+
+mod refund;
+
+pub use refund::{NewRefund, Refund, RefundRefused, RefundSource, RefundStatus};
 
 use crate::anomaly::Anomaly;
 use crate::notification::ReceivedNotification;
@@ -34,6 +41,8 @@ pub enum OrderStatus {
     Paid,
     Closed,
     Failed,
+    /// Paid, then part of the amount refunded (more may be).
+    PartiallyRefunded,
     /// Paid, then refunded in full.
     Refunded,
 }
@@ -46,12 +55,18 @@ impl OrderStatus {
             OrderStatus::Paid => "PAID",
             OrderStatus::Closed => "CLOSED",
             OrderStatus::Failed => "FAILED",
+            OrderStatus::PartiallyRefunded => "PARTIALLY_REFUNDED",
             OrderStatus::Refunded => "REFUNDED",
         }
     }
 
+    /// The buyer's money is with the merchant and some of it can still be refunded.
+    pub fn is_refundable(self) -> bool {
+        matches!(self, OrderStatus::Paid | OrderStatus::PartiallyRefunded)
+    }
+
     /// The payment is settled one way or the other: no payment transition leaves these (a
-    /// PAID order can still be refunded) and they carry no lease.
+    /// PAID order can still be refunded, under a lease of its own while Alipay is asked).
     pub fn is_final(self) -> bool {
         !self.is_open()
     }
@@ -127,6 +142,9 @@ pub struct Order {
     refunded_fen: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     refunded_at: Option<DateTime<Utc>>,
+    /// The refunds asked for through the API, in the order they were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    refunds: Vec<Refund>,
     last_synced_at: Option<DateTime<Utc>>,
     failure: Option<OrderFailure>,
 }
@@ -208,7 +226,33 @@ pub enum EventKind {
         alipay_trade_no: Option<String>,
         refund_fen: i64,
     },
+    /// A refund was claimed: its amount is reserved and Alipay is being asked.
+    RefundRequested {
+        out_request_no: String,
+        amount_fen: i64,
+    },
+    /// Alipay gave the refund's amount back to the buyer.
+    RefundSucceeded {
+        out_request_no: String,
+        amount_fen: i64,
+        source: RefundSource,
+    },
+    /// Alipay refused the refund for good; its reserved amount is released.
+    RefundFailed {
+        out_request_no: String,
+        amount_fen: i64,
+        failure: OrderFailure,
+    },
 }
+
+/// The states in which an order can be leased: open (its payment is being created or
+/// settled), or paid (one of its refunds is being sent).
+const LEASABLE: [OrderStatus; 4] = [
+    OrderStatus::Creating,
+    OrderStatus::Pending,
+    OrderStatus::Paid,
+    OrderStatus::PartiallyRefunded,
+];
 
 /// One conditional write: apply `next` only if the stored order still has
 /// `expected_status` and `expected_version`; the event, and the anomaly if any, commit with it.
@@ -284,6 +328,7 @@ impl Order {
             closed_at: None,
             refunded_fen: 0,
             refunded_at: None,
+            refunds: Vec::new(),
             last_synced_at: None,
             failure: None,
         };
@@ -316,7 +361,9 @@ impl Order {
         let mut next = self.clone();
         next.status = to;
         next.version = self.version + 1;
-        if to.is_final() {
+        // Settling the payment ends the payment's lease; among the paid states a lease
+        // belongs to a refund and is ended by that refund's own transitions.
+        if to.is_final() && (self.status.is_open() || to == OrderStatus::Refunded) {
             next.lease_until = None;
             next.lease_holder = None;
         }
@@ -337,6 +384,18 @@ impl Order {
             anomaly: None,
             notification: None,
         })
+    }
+
+    /// A paid order is leased only while one of its refunds is sent: it has a holder then.
+    fn check_leased(&self) -> Result<(), IllegalTransition> {
+        if self.status.is_refundable() && self.lease_holder.is_none() {
+            return Err(IllegalTransition {
+                out_trade_no: self.out_trade_no.clone(),
+                from: self.status,
+                to: self.status,
+            });
+        }
+        Ok(())
     }
 
     /// Takes over an open order whose lease has run out (or was released): its holder is
@@ -371,26 +430,20 @@ impl Order {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Transition, IllegalTransition> {
-        self.transition(
-            &[OrderStatus::Creating, OrderStatus::Pending],
-            self.status,
-            EventKind::LeaseExtended,
-            now,
-            |o| o.lease_until = Some(now + lease),
-        )
+        self.check_leased()?;
+        self.transition(&LEASABLE, self.status, EventKind::LeaseExtended, now, |o| {
+            o.lease_until = Some(now + lease)
+        })
     }
 
     /// The holder stops working on the order without knowing (or without having asked) what
     /// Alipay did: the lease ends now, so the caller's retry (or the expiry job) can take the
     /// order over at once instead of waiting for the lease to run out.
     pub fn release_lease(&self, now: DateTime<Utc>) -> Result<Transition, IllegalTransition> {
-        self.transition(
-            &[OrderStatus::Creating, OrderStatus::Pending],
-            self.status,
-            EventKind::LeaseReleased,
-            now,
-            |o| o.lease_until = Some(now),
-        )
+        self.check_leased()?;
+        self.transition(&LEASABLE, self.status, EventKind::LeaseReleased, now, |o| {
+            o.lease_until = Some(now)
+        })
     }
 
     /// Alipay accepted the order and the buyer has not paid yet (QR code issued, or a trade
@@ -637,7 +690,7 @@ impl Order {
 
     /// Someone holds the order: nobody else acts on it.
     pub fn lease_live(&self, now: DateTime<Utc>) -> bool {
-        self.status.is_open() && self.lease_until.is_some_and(|until| until > now)
+        LEASABLE.contains(&self.status) && self.lease_until.is_some_and(|until| until > now)
     }
 
     /// Whole seconds (at least 1) until a live lease ends: when to come back.

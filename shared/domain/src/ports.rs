@@ -7,7 +7,8 @@ use crate::notification::ReceivedNotification;
 use crate::order::{Order, OrderEvent, Transition};
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
-    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse, RefundQueryRequest,
+    RefundQueryResponse, RefundRequest, RefundResponse,
 };
 use alipay::client::AlipayClient;
 use alipay::outcome::Outcome;
@@ -118,7 +119,7 @@ pub trait Clock: Send + Sync {
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// Alipay, as the handlers use it: the five trade calls of a face-to-face merchant. Every
+/// Alipay, as the handlers use it: the trade calls of a face-to-face merchant. Every
 /// answer is an [`Outcome`]; an unknown effect is never turned into a failure here.
 pub trait PaymentGateway: Send + Sync {
     /// The longest a call may take before the client gives up on it: a lease that fences a
@@ -145,6 +146,19 @@ pub trait PaymentGateway: Send + Sync {
 
     /// `alipay.trade.close`: close an unpaid trade.
     fn close(&self, request: &CloseRequest) -> impl Future<Output = Outcome<CloseResponse>> + Send;
+
+    /// `alipay.trade.refund`: give (part of) a paid trade back; idempotent per
+    /// `out_request_no`.
+    fn refund(
+        &self,
+        request: &RefundRequest,
+    ) -> impl Future<Output = Outcome<RefundResponse>> + Send;
+
+    /// `alipay.trade.fastpay.refund.query`: whether a refund happened.
+    fn refund_query(
+        &self,
+        request: &RefundQueryRequest,
+    ) -> impl Future<Output = Outcome<RefundQueryResponse>> + Send;
 }
 
 /// The real gateway: a thin delegation to the client. Each call's future is boxed: the HTTP
@@ -172,5 +186,13 @@ impl PaymentGateway for AlipayClient {
 
     async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
         Box::pin(AlipayClient::close(self, request)).await
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Outcome<RefundResponse> {
+        Box::pin(AlipayClient::refund(self, request)).await
+    }
+
+    async fn refund_query(&self, request: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
+        Box::pin(AlipayClient::refund_query(self, request)).await
     }
 }

@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `ORDERS_TABLE` | all | DynamoDB table of orders (and their events) |
 //! | `NONCES_TABLE` | all | DynamoDB table of merchant-API nonces (default: `ORDERS_TABLE`) |
-//! | `EXPIRY_QUEUE_URL` | pay, timeout-close | SQS queue of order expiries |
+//! | `EXPIRY_QUEUE_URL` | pay, timeout-close | SQS queue of order expiries and refund re-checks |
 //! | `ALIPAY_APP_ID` | all | the merchant's Alipay app id |
 //! | `ALIPAY_GATEWAY_URL` | all | `https://openapi.alipay.com/gateway.do`, or the sandbox |
 //! | `ALIPAY_NOTIFY_URL` | pay | where Alipay posts notifications |
@@ -21,7 +21,9 @@
 //! | `BARCODE_POLL_DURATION_MS` | optional | default 24000: with the pay call and the cancel, a buyer who never confirms is settled inside API Gateway's 30 s integration timeout |
 //! | `CANCEL_ATTEMPTS` | optional | default 3 (1–5) |
 //! | `CLAIM_LEASE_SECONDS` | optional | how long a request holds an order's lease when it takes or extends it (fencing: it must exceed `ALIPAY_REQUEST_TIMEOUT_MS` plus a 2 s margin, checked at init); default: request timeout × precreate attempts + 5 s |
-//! | `SYNC_AFTER_SECONDS` | optional | a GET asks Alipay when the order was last synced longer ago, default 5 |
+//! | `SYNC_AFTER_SECONDS` | optional | a GET asks Alipay when the order (or a pending refund) was last synced longer ago, default 5 |
+//! | `REFUND_ATTEMPTS` | optional | refund calls one request sends while Alipay's answer stays unknown (a refund query between two), default 2 (1–5) |
+//! | `REFUND_RECHECK_SECONDS` | optional | when the expiry queue checks a refund that is not settled (after its claim, then again after each check that could not settle it), default 60 (1–900) |
 //! | `MAX_BODY_BYTES` | optional | default 16384 |
 //! | `FUNCTION_TIMEOUT_SECONDS` | optional | the Lambda timeout the schedule must fit (pay 60, query 10) |
 
@@ -125,6 +127,10 @@ pub struct Knobs {
     pub sync_after: Duration,
     pub max_body_bytes: usize,
     pub function_timeout: Duration,
+    /// Refund calls one request sends while Alipay's answer stays unknown.
+    pub refund_attempts: u32,
+    /// When a refund that is not settled is checked again by the expiry queue.
+    pub refund_recheck_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +335,12 @@ impl Config {
                 }
                 None => function.default_timeout(),
             },
+            refund_attempts: u32::try_from(env.number("REFUND_ATTEMPTS", 2, (1, 5))?).unwrap_or(2),
+            refund_recheck_after: Duration::from_secs(env.number(
+                "REFUND_RECHECK_SECONDS",
+                60,
+                (1, 900),
+            )?),
         };
         let config = Config {
             function,
@@ -342,6 +354,18 @@ impl Config {
         };
         config.check_budget()?;
         Ok(config)
+    }
+
+    /// The refund flow's knobs (the lease is the payments' one).
+    pub fn refund_policy(&self) -> domain::refunding::RefundPolicy {
+        domain::refunding::RefundPolicy {
+            lease: domain::fence::LeasePolicy {
+                lease: self.knobs.claim_lease,
+                margin: domain::fence::LeasePolicy::DEFAULT_MARGIN,
+            },
+            send_attempts: self.knobs.refund_attempts,
+            recheck_after: self.knobs.refund_recheck_after,
+        }
     }
 
     /// The longest barcode flow must end before the function is killed: the pay call, the

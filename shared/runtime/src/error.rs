@@ -16,6 +16,14 @@ pub mod codes {
     pub const NOT_FOUND: &str = "not_found";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
     pub const ORDER_NOT_FOUND: &str = "order_not_found";
+    pub const REFUND_NOT_FOUND: &str = "refund_not_found";
+    pub const ORDER_NOT_PAID: &str = "order_not_paid";
+    pub const ORDER_CLOSED: &str = "order_closed";
+    pub const ORDER_FAILED: &str = "order_failed";
+    pub const ORDER_REFUNDED: &str = "order_refunded";
+    pub const REFUND_IN_FLIGHT: &str = "refund_in_flight";
+    pub const ORDER_REFUND_IN_FLIGHT: &str = "order_refund_in_flight";
+    pub const REFUND_EXCEEDS_PAID: &str = "refund_exceeds_paid";
     pub const REQUEST_IN_FLIGHT: &str = "request_in_flight";
     pub const IDEMPOTENCY_MISMATCH: &str = "idempotency_mismatch";
     pub const ALIPAY_UNAVAILABLE: &str = "alipay_unavailable";
@@ -36,9 +44,11 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     /// Seconds for a `Retry-After` header (409, 503).
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
     /// Alipay's `sub_code` when Alipay refused the request.
     pub alipay_sub_code: Option<String>,
+    /// `refund_exceeds_paid`: what can still be refunded.
+    pub refundable_fen: Option<i64>,
 }
 
 #[derive(Serialize)]
@@ -49,6 +59,8 @@ struct ErrorBody<'a> {
     field: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     alipay_sub_code: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refundable_fen: Option<i64>,
 }
 
 impl ApiError {
@@ -60,7 +72,13 @@ impl ApiError {
             field: None,
             retry_after: None,
             alipay_sub_code: None,
+            refundable_fen: None,
         }
+    }
+
+    pub fn with_refundable_fen(mut self, fen: i64) -> Self {
+        self.refundable_fen = Some(fen);
+        self
     }
 
     pub fn with_alipay_sub_code(mut self, sub_code: impl Into<String>) -> Self {
@@ -74,7 +92,7 @@ impl ApiError {
     }
 
     pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds.max(1));
+        self.retry_after = Some(u32::try_from(seconds.max(1)).unwrap_or(u32::MAX));
         self
     }
 
@@ -106,6 +124,7 @@ impl ApiError {
             message: &self.message,
             field: self.field.as_deref(),
             alipay_sub_code: self.alipay_sub_code.as_deref(),
+            refundable_fen: self.refundable_fen,
         };
         let mut response = crate::http::json_response(self.status, &body);
         if let Some(seconds) = self.retry_after

@@ -24,7 +24,7 @@ pub use clock::SystemClock;
 pub use config::{Config, ConfigError, Function, NotifyConfig};
 pub use error::{ApiError, codes};
 pub use key_ring::KeyRing;
-pub use view::OrderView;
+pub use view::{OrderView, RefundView};
 
 use lambda_http::{Body, Request, Response};
 use std::convert::Infallible;

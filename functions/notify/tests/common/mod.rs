@@ -130,6 +130,29 @@ impl Stack {
             .to_owned())
     }
 
+    /// Refunds through the pay function; returns (status, body).
+    pub async fn refund(&self, no: &str, out_request_no: &str, amount_fen: i64) -> (u16, Value) {
+        let body = json!({"out_request_no": out_request_no, "amount_fen": amount_fen});
+        let path = format!("/v1/payments/{no}/refunds");
+        let response = self
+            .pay
+            .handle(self.env.signed("POST", &path, &body.to_string()))
+            .await;
+        (response.status().as_u16(), body_json(&response))
+    }
+
+    /// A QR order the sandbox's buyer scanned and paid, PAID here by the notification.
+    pub async fn paid_qr(&self, amount_fen: i64) -> TestResult<String> {
+        let no = self.create_qr(amount_fen).await?;
+        for step in ["scan", "pay"] {
+            self.env
+                .sandbox_post(&format!("/sandbox/trades/{no}/{step}"), json!({}))
+                .await?;
+        }
+        self.wait_for(&no, OrderStatus::Paid).await?;
+        Ok(no)
+    }
+
     pub async fn create_qr(&self, amount_fen: i64) -> TestResult<String> {
         let no = out_trade_no();
         self.create(

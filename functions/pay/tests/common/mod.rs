@@ -4,7 +4,8 @@
 
 use alipay::api::{
     CancelRequest, CancelResponse, CloseRequest, CloseResponse, PayRequest, PayResponse,
-    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse,
+    PrecreateRequest, PrecreateResponse, QueryRequest, QueryResponse, RefundQueryRequest,
+    RefundQueryResponse, RefundRequest, RefundResponse,
 };
 use alipay::client::AlipayClient;
 use alipay::outcome::{Outcome, UnknownCause};
@@ -69,6 +70,14 @@ impl<G: PaymentGateway> PaymentGateway for Counting<G> {
     async fn close(&self, request: &CloseRequest) -> Outcome<CloseResponse> {
         self.add("close");
         self.inner.close(request).await
+    }
+    async fn refund(&self, request: &RefundRequest) -> Outcome<RefundResponse> {
+        self.add("refund");
+        self.inner.refund(request).await
+    }
+    async fn refund_query(&self, request: &RefundQueryRequest) -> Outcome<RefundQueryResponse> {
+        self.add("refund_query");
+        self.inner.refund_query(request).await
     }
 }
 

@@ -27,6 +27,13 @@ pub enum Route {
     Query { out_trade_no: String },
     /// `POST /alipay/notify` → notify
     Notify,
+    /// `POST /v1/payments/{out_trade_no}/refunds` → pay
+    Refund { out_trade_no: String },
+    /// `GET /v1/payments/{out_trade_no}/refunds/{out_request_no}` → query
+    RefundStatus {
+        out_trade_no: String,
+        out_request_no: String,
+    },
 }
 
 impl Route {
@@ -36,29 +43,50 @@ impl Route {
             Route::Pay => "POST /v1/payments",
             Route::Query { .. } => "GET /v1/payments/{out_trade_no}",
             Route::Notify => "POST /alipay/notify",
+            Route::Refund { .. } => "POST /v1/payments/{out_trade_no}/refunds",
+            Route::RefundStatus { .. } => {
+                "GET /v1/payments/{out_trade_no}/refunds/{out_request_no}"
+            }
         }
     }
 
     fn path_parameters(&self) -> Option<Value> {
         match self {
-            Route::Query { out_trade_no } => Some(json!({ "out_trade_no": out_trade_no })),
-            _ => None,
+            Route::Query { out_trade_no } | Route::Refund { out_trade_no } => {
+                Some(json!({ "out_trade_no": out_trade_no }))
+            }
+            Route::RefundStatus {
+                out_trade_no,
+                out_request_no,
+            } => Some(json!({ "out_trade_no": out_trade_no, "out_request_no": out_request_no })),
+            Route::Pay | Route::Notify => None,
         }
     }
 }
 
 /// The route a request matches, if any. A path variable matches one non-empty segment.
 pub fn route(method: &Method, path: &str) -> Option<Route> {
+    let segment = |text: &str| (!text.is_empty()).then(|| text.to_owned());
     match (method, path) {
         (&Method::POST, "/v1/payments") => Some(Route::Pay),
         (&Method::POST, "/alipay/notify") => Some(Route::Notify),
-        (&Method::GET, _) => {
-            let number = path.strip_prefix("/v1/payments/")?;
-            (!number.is_empty() && !number.contains('/')).then(|| Route::Query {
-                out_trade_no: number.to_owned(),
-            })
+        _ => {
+            let rest = path.strip_prefix("/v1/payments/")?;
+            let parts: Vec<&str> = rest.split('/').collect();
+            match (method, parts.as_slice()) {
+                (&Method::GET, [number]) => Some(Route::Query {
+                    out_trade_no: segment(number)?,
+                }),
+                (&Method::POST, [number, "refunds"]) => Some(Route::Refund {
+                    out_trade_no: segment(number)?,
+                }),
+                (&Method::GET, [number, "refunds", refund]) => Some(Route::RefundStatus {
+                    out_trade_no: segment(number)?,
+                    out_request_no: segment(refund)?,
+                }),
+                _ => None,
+            }
         }
-        _ => None,
     }
 }
 
@@ -244,6 +272,22 @@ mod tests {
         assert_eq!(route(&Method::GET, "/v1/payments/"), None);
         assert_eq!(route(&Method::GET, "/v1/payments/a/b"), None);
         assert_eq!(route(&Method::DELETE, "/v1/payments/T1"), None);
+        assert_eq!(
+            route(&Method::POST, "/v1/payments/T1/refunds"),
+            Some(Route::Refund {
+                out_trade_no: "T1".into()
+            })
+        );
+        assert_eq!(
+            route(&Method::GET, "/v1/payments/T1/refunds/R1"),
+            Some(Route::RefundStatus {
+                out_trade_no: "T1".into(),
+                out_request_no: "R1".into()
+            })
+        );
+        assert_eq!(route(&Method::GET, "/v1/payments/T1/refunds"), None);
+        assert_eq!(route(&Method::POST, "/v1/payments//refunds"), None);
+        assert_eq!(route(&Method::GET, "/v1/payments/T1/refunds/"), None);
         assert_eq!(route(&Method::GET, "/"), None);
     }
 

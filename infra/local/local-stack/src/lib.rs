@@ -230,6 +230,7 @@ impl LocalStack {
                 lease: expiry_config.knobs.claim_lease,
                 margin: domain::fence::LeasePolicy::DEFAULT_MARGIN,
             },
+            refunds: expiry_config.refund_policy(),
         });
         let notify_config = f2f_runtime::NotifyConfig::from_lookup(&lookup)?;
         let notify_adapters = wiring::build_notify(&notify_config, &sdk).await?;
@@ -488,8 +489,12 @@ async fn serve_request(
                     Ok(request) => {
                         let answer = async {
                             match &route {
-                                Route::Pay => functions.pay.handle(request).await,
-                                Route::Query { .. } => functions.query.handle(request).await,
+                                Route::Pay | Route::Refund { .. } => {
+                                    functions.pay.handle(request).await
+                                }
+                                Route::Query { .. } | Route::RefundStatus { .. } => {
+                                    functions.query.handle(request).await
+                                }
                                 Route::Notify => functions.notify.handle(request).await,
                             }
                         };
