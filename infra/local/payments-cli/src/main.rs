@@ -4,6 +4,10 @@
 //! payments-cli --api http://127.0.0.1:9000 --key-id K --secret-file secret.txt \
 //!     create --amount-fen 1 --subject coffee --scene qr [--out-trade-no X]
 //! payments-cli --api ... --key-id K --secret-file F get T20240101_0001
+//! payments-cli --api ... --key-id K --secret-file F \
+//!     refund --out-trade-no T20240101_0001 --out-request-no R1 --amount-fen 500 [--reason ...]
+//! payments-cli --api ... --key-id K --secret-file F \
+//!     refund-status --out-trade-no T20240101_0001 --out-request-no R1
 //! payments-cli --key-id K --secret-file F sign --method POST --path /v1/payments --body '{...}'
 //! ```
 //!
@@ -72,6 +76,33 @@ enum Command {
     },
     /// GET /v1/payments/{out_trade_no}
     Get { out_trade_no: String },
+    /// POST /v1/payments/{out_trade_no}/refunds
+    Refund {
+        /// The paid order to refund.
+        #[arg(long)]
+        out_trade_no: String,
+        /// The refund's number, unique within the order: run again with the same number (and
+        /// the same amount and fields) to retry it; a new number is a new refund.
+        #[arg(long)]
+        out_request_no: String,
+        #[arg(long)]
+        amount_fen: i64,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        store_id: Option<String>,
+        #[arg(long)]
+        operator_id: Option<String>,
+        #[arg(long)]
+        terminal_id: Option<String>,
+    },
+    /// GET /v1/payments/{out_trade_no}/refunds/{out_request_no}
+    RefundStatus {
+        #[arg(long)]
+        out_trade_no: String,
+        #[arg(long)]
+        out_request_no: String,
+    },
     /// Prints the four authentication headers for a request (for curl users).
     Sign {
         #[arg(long, default_value = "POST")]
@@ -177,6 +208,31 @@ async fn send(
     })
 }
 
+/// The path of an order's refunds (`POST`), or of one of them (`GET`).
+fn refunds_path(out_trade_no: &str, out_request_no: Option<&str>) -> String {
+    match out_request_no {
+        Some(no) => format!("/v1/payments/{out_trade_no}/refunds/{no}"),
+        None => format!("/v1/payments/{out_trade_no}/refunds"),
+    }
+}
+
+/// The body of `POST /v1/payments/{out_trade_no}/refunds`: the given fields only.
+fn refund_body(
+    out_request_no: String,
+    amount_fen: i64,
+    optional: [(&str, Option<String>); 4],
+) -> String {
+    let mut body = Map::new();
+    body.insert("out_request_no".into(), json!(out_request_no));
+    body.insert("amount_fen".into(), json!(amount_fen));
+    for (name, value) in optional {
+        if let Some(value) = value {
+            body.insert(name.into(), json!(value));
+        }
+    }
+    Value::Object(body).to_string()
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let secret = std::fs::read_to_string(&cli.secret_file)
         .map_err(|e| format!("cannot read {}: {e}", cli.secret_file.display()))?;
@@ -245,6 +301,35 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Get { out_trade_no } => {
             let path = format!("/v1/payments/{out_trade_no}");
+            send(&api()?, &signer, reqwest::Method::GET, &path, None).await
+        }
+        Command::Refund {
+            out_trade_no,
+            out_request_no,
+            amount_fen,
+            reason,
+            store_id,
+            operator_id,
+            terminal_id,
+        } => {
+            let body = refund_body(
+                out_request_no,
+                amount_fen,
+                [
+                    ("reason", reason),
+                    ("store_id", store_id),
+                    ("operator_id", operator_id),
+                    ("terminal_id", terminal_id),
+                ],
+            );
+            let path = refunds_path(&out_trade_no, None);
+            send(&api()?, &signer, reqwest::Method::POST, &path, Some(body)).await
+        }
+        Command::RefundStatus {
+            out_trade_no,
+            out_request_no,
+        } => {
+            let path = refunds_path(&out_trade_no, Some(&out_request_no));
             send(&api()?, &signer, reqwest::Method::GET, &path, None).await
         }
         Command::Sign {
@@ -339,5 +424,151 @@ mod tests {
         assert_eq!(get[3].1, "gAkbXNwgS5jDBZWPoCbjIOJCBKiGapcY3LPGLXrZw0U=");
         let readme = include_str!("../../../api/README.md");
         assert!(readme.contains(signature.as_str()) && readme.contains(&get[3].1));
+    }
+
+    #[test]
+    fn the_documented_refund_example_signs_as_documented() {
+        let signer = Signer {
+            key_id: "merchant-a".into(),
+            secret: SecretString::from("merchant-a-secret-0123456789-abcdefghij".to_owned()),
+        };
+        let post = signer
+            .headers(
+                "POST",
+                &refunds_path("T20240101_0001", None),
+                br#"{"out_request_no":"R20240101_0001_1","amount_fen":500}"#,
+                Some(1_704_070_800),
+                Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCF".into()),
+            )
+            .unwrap();
+        assert_eq!(post[3].1, "CI7INIBtfJOcMKm3K5ZVgIHty2sbv0NPfbXzQcHqsXQ=");
+        let get = signer
+            .headers(
+                "GET",
+                &refunds_path("T20240101_0001", Some("R20240101_0001_1")),
+                b"",
+                Some(1_704_070_860),
+                Some("n01HMZ3W5X2Y8K7Q4R6T9V0ABCG".into()),
+            )
+            .unwrap();
+        assert_eq!(get[3].1, "fv+vRqRw3wTWfbVep//yGrFmO5+pj+sKIpEqiyCDKqc=");
+        let readme = include_str!("../../../api/README.md");
+        assert!(readme.contains(&post[3].1) && readme.contains(&get[3].1));
+    }
+
+    #[test]
+    fn refund_requests_go_to_the_order_and_carry_only_the_given_fields() {
+        assert_eq!(refunds_path("T1", None), "/v1/payments/T1/refunds");
+        assert_eq!(
+            refunds_path("T1", Some("R_1")),
+            "/v1/payments/T1/refunds/R_1"
+        );
+        let body = refund_body(
+            "R_1".into(),
+            500,
+            [
+                ("reason", Some("少做一杯".into())),
+                ("store_id", None),
+                ("operator_id", Some("OP-3".into())),
+                ("terminal_id", None),
+            ],
+        );
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            json!({"out_request_no": "R_1", "amount_fen": 500, "reason": "少做一杯", "operator_id": "OP-3"})
+        );
+        let body = refund_body(
+            "R_2".into(),
+            1,
+            [
+                ("reason", None),
+                ("store_id", None),
+                ("operator_id", None),
+                ("terminal_id", None),
+            ],
+        );
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, json!({"out_request_no": "R_2", "amount_fen": 1}));
+    }
+
+    #[test]
+    fn refund_subcommands_parse_their_flags() {
+        let cli = Cli::try_parse_from([
+            "payments-cli",
+            "--key-id",
+            "k",
+            "--secret-file",
+            "s",
+            "refund",
+            "--out-trade-no",
+            "T1",
+            "--out-request-no",
+            "R1",
+            "--amount-fen",
+            "500",
+            "--reason",
+            "broken cup",
+            "--terminal-id",
+            "POS-7",
+        ])
+        .unwrap();
+        let Command::Refund {
+            out_trade_no,
+            out_request_no,
+            amount_fen,
+            reason,
+            store_id,
+            operator_id,
+            terminal_id,
+        } = cli.command
+        else {
+            unreachable!("refund parses as a refund")
+        };
+        assert_eq!(
+            (out_trade_no.as_str(), out_request_no.as_str(), amount_fen),
+            ("T1", "R1", 500)
+        );
+        assert_eq!(reason.as_deref(), Some("broken cup"));
+        assert_eq!((store_id, operator_id), (None, None));
+        assert_eq!(terminal_id.as_deref(), Some("POS-7"));
+        let cli = Cli::try_parse_from([
+            "payments-cli",
+            "--key-id",
+            "k",
+            "--secret-file",
+            "s",
+            "refund-status",
+            "--out-trade-no",
+            "T1",
+            "--out-request-no",
+            "R1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::RefundStatus { ref out_trade_no, ref out_request_no }
+                if out_trade_no == "T1" && out_request_no == "R1"
+        ));
+        // The refund's number and amount are required: without them there is no safe retry.
+        for missing in ["--out-request-no", "--amount-fen"] {
+            let mut args = vec![
+                "payments-cli",
+                "--key-id",
+                "k",
+                "--secret-file",
+                "s",
+                "refund",
+                "--out-trade-no",
+                "T1",
+                "--out-request-no",
+                "R1",
+                "--amount-fen",
+                "5",
+            ];
+            let at = args.iter().position(|a| *a == missing).unwrap();
+            args.drain(at..at + 2);
+            assert!(Cli::try_parse_from(args).is_err(), "{missing}");
+        }
     }
 }

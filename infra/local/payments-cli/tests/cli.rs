@@ -1,6 +1,6 @@
 //! The CLI against the functions behind a local HTTP host that turns each request into an API
-//! Gateway (payload v2) event, as API Gateway does: create, replay, get, and `sign` headers
-//! that the functions accept when sent with another client.
+//! Gateway (payload v2) event, as API Gateway does: create, replay, get, refund and read a
+//! refund, and `sign` headers that the functions accept when sent with another client.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, Uri};
@@ -50,7 +50,9 @@ async fn host(env: &Env) -> TestResult<String> {
                     &headers,
                     &String::from_utf8_lossy(&body),
                 );
-                let response = if uri.path() == "/v1/payments" {
+                // The routes of template.yaml: every POST (create, refund) is the pay
+                // function's, every GET (an order, a refund) the query function's.
+                let response = if method == Method::POST {
                     pay.handle(request).await
                 } else {
                     query.handle(request).await
@@ -127,6 +129,144 @@ async fn creates_replays_and_gets_a_payment() -> TestResult {
     let (code, out) = cli(&[&base[..], &["get", "NOPE"]].concat()).await?;
     assert_eq!(code, 1);
     assert!(out.contains("order_not_found"), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn refunds_a_paid_payment_and_reads_the_refund() -> TestResult {
+    let env = Env::start().await?;
+    let api = host(&env).await?;
+    let dir = tempfile_dir()?;
+    let secret = dir.join("secret");
+    std::fs::write(&secret, SECRET)?;
+    let secret = secret.display().to_string();
+    let no = out_trade_no();
+    let base = [
+        "--api",
+        api.as_str(),
+        "--key-id",
+        KEY_ID,
+        "--secret-file",
+        secret.as_str(),
+    ];
+    let code = auth_code("00", 0);
+    let (status, out) = cli(&[
+        &base[..],
+        &[
+            "create",
+            "--amount-fen",
+            "300",
+            "--subject",
+            "tea",
+            "--scene",
+            "barcode",
+            "--auth-code",
+            &code,
+            "--out-trade-no",
+            &no,
+        ],
+    ]
+    .concat())
+    .await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("\"status\": \"PAID\""), "{out}");
+    let refund = |request_no: &'static str, amount: &'static str| {
+        [
+            &base[..],
+            &[
+                "refund",
+                "--out-trade-no",
+                &no,
+                "--out-request-no",
+                request_no,
+                "--amount-fen",
+                amount,
+                "--reason",
+                "cold tea",
+            ],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cli(&args).await
+    };
+
+    let (status, out) = run(refund("R1", "100")).await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.starts_with("HTTP 201"), "{out}");
+    assert!(
+        out.contains(&format!("location: /v1/payments/{no}/refunds/R1")),
+        "{out}"
+    );
+    for expected in [
+        "\"status\": \"SUCCEEDED\"",
+        "\"order_status\": \"PARTIALLY_REFUNDED\"",
+        "\"order_refunded_fen\": 100",
+        "\"refundable_fen\": 200",
+        "\"reason\": \"cold tea\"",
+    ] {
+        assert!(out.contains(expected), "{expected}: {out}");
+    }
+    // The identical request again: the same refund, never a second one.
+    let (status, out) = run(refund("R1", "100")).await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(
+        out.starts_with("HTTP 200\nidempotent-replayed: true"),
+        "{out}"
+    );
+    assert!(out.contains("\"refundable_fen\": 200"), "{out}");
+    // The same number for another amount is refused, and so is more than what is left.
+    let (status, out) = run(refund("R1", "150")).await?;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.starts_with("HTTP 422"), "{out}");
+    assert!(out.contains("idempotency_mismatch"), "{out}");
+    let (status, out) = run(refund("R2", "250")).await?;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("refund_exceeds_paid"), "{out}");
+    assert!(out.contains("\"refundable_fen\": 200"), "{out}");
+
+    let status_of = |request_no: &str| {
+        [
+            &base[..],
+            &[
+                "refund-status",
+                "--out-trade-no",
+                &no,
+                "--out-request-no",
+                request_no,
+            ],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>()
+    };
+    let (status, out) = run(status_of("R1")).await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.starts_with("HTTP 200"), "{out}");
+    assert!(out.contains("\"status\": \"SUCCEEDED\""), "{out}");
+    let (status, out) = run(status_of("R9")).await?;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("refund_not_found"), "{out}");
+
+    // The rest of the amount: the order is REFUNDED and refuses any further refund.
+    let (status, out) = run(refund("R2", "200")).await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("\"order_status\": \"REFUNDED\""), "{out}");
+    assert!(out.contains("\"refundable_fen\": 0"), "{out}");
+    let (status, out) = run(refund("R3", "1")).await?;
+    assert_eq!(status, 1, "{out}");
+    assert!(out.starts_with("HTTP 409"), "{out}");
+    assert!(out.contains("order_refunded"), "{out}");
+    let (status, out) = cli(&[&base[..], &["get", &no]].concat()).await?;
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("\"status\": \"REFUNDED\""), "{out}");
+    assert!(out.contains("\"refunded_fen\": 300"), "{out}");
+    assert!(out.contains("R1") && out.contains("R2"), "{out}");
     Ok(())
 }
 
