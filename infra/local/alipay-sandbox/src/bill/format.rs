@@ -1,7 +1,11 @@
 //! Alipay's trade bill file format, written as a stream: a ZIP with the detail file
 //! `<PID>0156_<label>_业务明细.csv` and the summary file `<PID>0156_<label>_业务明细(汇总).csv`,
 //! both GBK-encoded CSV with CRLF line ends, `#` header and footer lines, and the trailing tab
-//! Alipay puts after ID and text cells (so that spreadsheets keep long numbers as text).
+//! Alipay puts after ID and text cells (so that spreadsheets keep long numbers as text). Which
+//! cells carry the tab follows a public detail file with real sandbox rows (README, "Bills"):
+//! every ID and text cell but 商品名称, 券名称 and 备注, and, oddly, the amount
+//! 商家红包消费金额. A bill without rows keeps the whole layout: `#` lines, column header, end
+//! marker, zero totals, and a summary with only its zero `合计` row.
 //!
 //! Entry names are GBK bytes **without** the ZIP UTF-8 flag (general purpose bit 11), like
 //! Alipay's: the `zip` crate writes raw name bytes given through `FileOptions::name`, and sets
@@ -31,7 +35,9 @@ pub const SUMMARY_HEADER: &str = "门店编号,门店名称,交易订单总笔�
 const DETAIL_START: &str = "#-----------------------------------------业务明细列表----------------------------------------";
 const DETAIL_END: &str = "#-----------------------------------------业务明细列表结束------------------------------------";
 const SUMMARY_START: &str = "#-----------------------------------------业务汇总列表----------------------------------------";
-const SUMMARY_END: &str = "#-----------------------------------------业务汇总列表结束------------------------------------";
+/// Not the detail end marker with another word: Alipay writes one dash less before the text
+/// and one more after it (41 + 36 in the detail file, 40 + 37 here).
+const SUMMARY_END: &str = "#----------------------------------------业务汇总列表结束-------------------------------------";
 
 /// Alipay's suffix of the merchant account in bill names: the PID plus `0156` (CNY).
 pub const ACCOUNT_SUFFIX: &str = "0156";
@@ -263,13 +269,15 @@ impl<W: Write + Seek> BillWriter<W> {
         push_yuan(text, row.amount);
         text.push(',');
         push_yuan(text, row.receipt);
-        // 支付宝红包, 集分宝, 支付宝优惠, 商家优惠, 券核销金额, 券名称, 商家红包消费金额,
-        // 卡消费金额: the sandbox has no discounts, vouchers or cards.
-        text.push_str(",0.00,0.00,0.00,0.00,0.00,\t,0.00,0.00,");
+        // 支付宝红包, 集分宝, 支付宝优惠, 商家优惠, 券核销金额, 券名称 (empty, no tab),
+        // 商家红包消费金额 (with a tab, as in Alipay's files), 卡消费金额: the sandbox has no
+        // discounts, vouchers or cards.
+        text.push_str(",0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,");
         id_cell(text, row.refund_request_no.unwrap_or(""));
         // 服务费, 分润: no fees in the sandbox.
         text.push_str("0.00,0.00,");
-        push_cell(text, row.remark.unwrap_or(""), true);
+        // 备注 is the last cell and has no tab.
+        push_cell(text, row.remark.unwrap_or(""), false);
         text.push_str("\r\n");
 
         let store = StoreTotals {

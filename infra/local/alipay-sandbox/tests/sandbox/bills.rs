@@ -16,6 +16,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
+const DETAIL_START: &str = "#-----------------------------------------业务明细列表----------------------------------------";
+const DETAIL_END: &str = "#-----------------------------------------业务明细列表结束------------------------------------";
+const SUMMARY_START: &str = "#-----------------------------------------业务汇总列表----------------------------------------";
+/// One dash less before the text and one more after it than the detail file's end marker.
+const SUMMARY_END: &str = "#----------------------------------------业务汇总列表结束-------------------------------------";
+const SUMMARY_HEADER: &str = "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）";
 const DETAIL_HEADER: &str = "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注";
 
 fn client(h: &Harness) -> TestResult<AlipayClient> {
@@ -266,19 +272,13 @@ async fn daily_bill_has_alipay_format_and_matches_the_trades() -> TestResult {
             chinese(next_day)
         )
     );
-    assert_eq!(
-        lines[3],
-        "#-----------------------------------------业务明细列表----------------------------------------"
-    );
+    assert_eq!(lines[3], DETAIL_START);
     assert_eq!(lines[4], DETAIL_HEADER);
     assert_eq!(lines[4].split(',').count(), 25);
     let data: Vec<&str> = lines[5..lines.len() - 4].to_vec();
     assert_eq!(data.len(), 6, "{data:#?}");
     let footer = &lines[lines.len() - 4..];
-    assert_eq!(
-        footer[0],
-        "#-----------------------------------------业务明细列表结束------------------------------------"
-    );
+    assert_eq!(footer[0], DETAIL_END);
     assert_eq!(
         footer[1],
         "#交易合计：4笔，商家实收共18.01元，商家优惠共0.00元"
@@ -299,7 +299,7 @@ async fn daily_bill_has_alipay_format_and_matches_the_trades() -> TestResult {
     assert_eq!(
         *qr_line,
         format!(
-            "{qr_no}\t,bill_qr\t,交易\t,咖啡,{},{},S01\t,\t,op1\t,t1\t,*买家({})\t,10.00,10.00,0.00,0.00,0.00,0.00,0.00,\t,0.00,0.00,\t,0.00,0.00,桌号3\t",
+            "{qr_no}\t,bill_qr\t,交易\t,咖啡,{},{},S01\t,\t,op1\t,t1\t,*买家({})\t,10.00,10.00,0.00,0.00,0.00,0.00,0.00,,0.00\t,0.00,\t,0.00,0.00,桌号3",
             wire_time(qr.gmt_create.ok_or_else(|| err("no gmt_create"))?),
             wire_time(qr.gmt_payment.ok_or_else(|| err("no gmt_payment"))?),
             buyer.logon_id,
@@ -389,8 +389,9 @@ async fn daily_bill_has_alipay_format_and_matches_the_trades() -> TestResult {
     // The summary file: per store and 合计.
     let summary_text = strict_gbk(&files[1])?;
     assert!(summary_text.starts_with("#支付宝业务汇总查询\r\n"));
-    assert!(summary_text.contains("\r\n门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）\r\n"));
+    assert!(summary_text.contains(&format!("\r\n{SUMMARY_START}\r\n{SUMMARY_HEADER}\r\n")));
     assert!(summary_text.contains("\r\n合计,,4,2,13.01,13.01,0.00,0.00,0.00,0.00,0.00,13.01\r\n"));
+    assert!(summary_text.contains(&format!("\r\n{SUMMARY_END}\r\n#导出时间：[")));
     let summary = bill.summary.ok_or_else(|| err("no summary"))?;
     let total = summary.total.ok_or_else(|| err("no 合计"))?;
     assert_eq!((total.payment_count, total.refund_count), (4, 2));
