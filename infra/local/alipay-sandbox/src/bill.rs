@@ -6,8 +6,11 @@
 //!   [`format`]). The ZIP is made when the URL is asked for, from [`Sandbox::trades`]: a
 //!   payment row on the day of its `gmt_payment`, a refund row (negative amounts) on the day
 //!   of the refund, ordered by that time.
-//! - Bills are T+1, as at Alipay: a day (or month) that has not ended on the sandbox clock, and
-//!   a period without any payment or refund, are `40004 isp.bill_not_exist`.
+//! - Bills are T+1, as at Alipay, and ready only some hours later (rules `bill_ready_hour`,
+//!   `month_bill_ready_day`, see [`ready_at`]): a day's bill from 09:00 Beijing time of the
+//!   next day, a month's from 09:00 on the 3rd of the next month (sandbox clock). Before that
+//!   the answer is `40004 isp.bill_not_exist`, as for a bill Alipay has not generated yet.
+//! - A period without any payment or refund is `40004 isp.bill_not_exist` too.
 //! - `bill_type=signcustomer` (the account ledger) is `isp.bill_not_exist` too: the sandbox
 //!   keeps no ledger. Another `bill_type`, or a malformed `bill_date`, is
 //!   `40004 ACQ.INVALID_PARAMETER`.
@@ -22,6 +25,7 @@ pub mod synth;
 
 use crate::answer::Answer;
 use crate::biz::Biz;
+use crate::rules::Rules;
 use crate::sandbox::Sandbox;
 use crate::trade::Trade;
 use alipay::time::beijing;
@@ -31,7 +35,7 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, TimeDelta, Utc};
 use format::{BillWriter, Kind, Period, Row};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -123,10 +127,11 @@ async fn prepare(sandbox: &Sandbox, biz: &Biz) -> Result<Answer, Answer> {
             )));
         }
     }
-    let now = sandbox.now();
-    let today = now.with_timezone(&beijing()).date_naive();
-    // T+1: only periods that have ended.
-    if period.end_day > today {
+    let (now, rules) = sandbox
+        .mutate(|state, ctx| (ctx.now, state.rules.clone()))
+        .await;
+    // T+1, and only once Alipay has generated the bill.
+    if ready_at(&period, &rules).is_none_or(|ready| now < ready) {
         return Err(bill_not_exist());
     }
     let trades = sandbox.trades().await;
@@ -146,6 +151,26 @@ async fn prepare(sandbox: &Sandbox, biz: &Biz) -> Result<Answer, Answer> {
         now.timestamp_millis(),
     );
     Ok(Answer::success().field("bill_download_url", url))
+}
+
+/// When the bill of `period` becomes available (an instant on the sandbox clock): a day's at
+/// `bill_ready_hour` (Beijing time) of the next day, a month's on `month_bill_ready_day` of
+/// the next month at that hour. With 0 and 1, as soon as the period has ended. `None` (never)
+/// only at the end of the calendar.
+pub fn ready_at(period: &Period, rules: &Rules) -> Option<DateTime<Utc>> {
+    let day = if period.monthly {
+        let later = rules.month_bill_ready_day.saturating_sub(1);
+        period
+            .end_day
+            .checked_add_days(Days::new(u64::from(later)))?
+    } else {
+        period.end_day
+    };
+    day.and_hms_opt(0, 0, 0)?
+        .checked_add_signed(TimeDelta::hours(i64::from(rules.bill_ready_hour)))?
+        .and_local_timezone(beijing())
+        .single()
+        .map(|ready| ready.with_timezone(&Utc))
 }
 
 /// `yyyy-MM-dd` → that day; `yyyy-MM` → that month. Nothing else.
@@ -304,6 +329,11 @@ mod tests {
             parse_bill_date("2019-09").map(|p| p.label),
             Some("201909".to_owned())
         );
+        assert_eq!(parse_bill_date("2019-09").map(|p| p.monthly), Some(true));
+        assert_eq!(
+            parse_bill_date("2019-09-16").map(|p| p.monthly),
+            Some(false)
+        );
         for bad in [
             "2019-9-16",
             "2019-09-31",
@@ -315,5 +345,29 @@ mod tests {
         ] {
             assert_eq!(parse_bill_date(bad), None, "{bad}");
         }
+    }
+
+    fn beijing_text(at: Option<DateTime<Utc>>) -> Option<String> {
+        at.map(alipay::time::format_beijing)
+    }
+
+    #[test]
+    fn bills_are_ready_at_the_rule_hour_of_the_next_day_or_month() {
+        let rules = Rules::default();
+        let day = parse_bill_date("2019-09-16");
+        let ready = day.as_ref().and_then(|d| ready_at(d, &rules));
+        assert_eq!(beijing_text(ready), Some("2019-09-17 09:00:00".to_owned()));
+        let month = parse_bill_date("2019-12");
+        let ready = month.as_ref().and_then(|m| ready_at(m, &rules));
+        assert_eq!(beijing_text(ready), Some("2020-01-03 09:00:00".to_owned()));
+        let at_once = Rules {
+            bill_ready_hour: 0,
+            month_bill_ready_day: 1,
+            ..Rules::default()
+        };
+        let ready = day.as_ref().and_then(|d| ready_at(d, &at_once));
+        assert_eq!(beijing_text(ready), Some("2019-09-17 00:00:00".to_owned()));
+        let ready = month.as_ref().and_then(|m| ready_at(m, &at_once));
+        assert_eq!(beijing_text(ready), Some("2020-01-01 00:00:00".to_owned()));
     }
 }

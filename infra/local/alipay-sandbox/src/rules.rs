@@ -32,6 +32,12 @@ pub struct Rules {
     pub cancel_voids_unknown: bool,
     /// The `Content-Type` of gateway answers.
     pub content_type: AnswerContentType,
+    /// A day's bill is ready from this hour (Beijing time) of the next day; before that it
+    /// is `isp.bill_not_exist`. 0 = as soon as the day has ended. At most 23.
+    pub bill_ready_hour: u32,
+    /// A month's bill is ready from this day of the next month, at `bill_ready_hour`.
+    /// 1 = on the first day, like a day's bill. 1 to 28.
+    pub month_bill_ready_day: u32,
 }
 
 impl Default for Rules {
@@ -45,6 +51,8 @@ impl Default for Rules {
             refund_window_days: 90,
             cancel_voids_unknown: false,
             content_type: AnswerContentType::Html,
+            bill_ready_hour: 9,
+            month_bill_ready_day: 3,
         }
     }
 }
@@ -69,8 +77,8 @@ pub enum AnswerContentType {
 
 impl Rules {
     /// These rules with the fields of a JSON object replaced. Merged as JSON values so that a
-    /// partial update needs no second, all-optional copy of the struct; unknown fields and
-    /// wrong types are refused by the deserialisation.
+    /// partial update needs no second, all-optional copy of the struct; unknown fields,
+    /// wrong types and values out of range are refused.
     pub fn patched(&self, patch: &Value) -> Result<Rules, String> {
         let Value::Object(patch) = patch else {
             return Err("the rules must be a JSON object".into());
@@ -81,7 +89,26 @@ impl Rules {
                 fields.insert(key.clone(), value.clone());
             }
         }
-        serde_json::from_value(merged).map_err(|e| e.to_string())
+        let rules: Rules = serde_json::from_value(merged).map_err(|e| e.to_string())?;
+        rules.check()?;
+        Ok(rules)
+    }
+
+    /// Ranges serde cannot express.
+    pub fn check(&self) -> Result<(), String> {
+        if self.bill_ready_hour > 23 {
+            return Err(format!(
+                "bill_ready_hour must be an hour from 0 to 23, not {}",
+                self.bill_ready_hour
+            ));
+        }
+        if !(1..=28).contains(&self.month_bill_ready_day) {
+            return Err(format!(
+                "month_bill_ready_day must be a day from 1 to 28, not {}",
+                self.month_bill_ready_day
+            ));
+        }
+        Ok(())
     }
 
     pub fn refund_window(&self) -> TimeDelta {
@@ -114,6 +141,23 @@ mod tests {
                 .is_err()
         );
         assert!(Rules::default().patched(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn bill_rules_are_checked() {
+        let rules = Rules::default()
+            .patched(&json!({"bill_ready_hour": 0}))
+            .unwrap_or_default();
+        assert_eq!(rules.bill_ready_hour, 0);
+        assert_eq!(rules.month_bill_ready_day, 3);
+        for bad in [
+            json!({"bill_ready_hour": 24}),
+            json!({"bill_ready_hour": -1}),
+            json!({"month_bill_ready_day": 0}),
+            json!({"month_bill_ready_day": 29}),
+        ] {
+            assert!(Rules::default().patched(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

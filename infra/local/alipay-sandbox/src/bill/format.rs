@@ -52,6 +52,8 @@ pub struct Period {
     pub first_day: NaiveDate,
     pub end_day: NaiveDate,
     pub label: String,
+    /// A month's bill (`bill_date=yyyy-MM`) rather than a day's.
+    pub monthly: bool,
 }
 
 impl Period {
@@ -60,6 +62,7 @@ impl Period {
             first_day: day,
             end_day: day.succ_opt()?,
             label: day.format("%Y%m%d").to_string(),
+            monthly: false,
         })
     }
 
@@ -74,6 +77,7 @@ impl Period {
             first_day,
             end_day,
             label: first_day.format("%Y%m").to_string(),
+            monthly: true,
         })
     }
 

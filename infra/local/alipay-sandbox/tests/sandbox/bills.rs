@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use alipay::Fen;
-use alipay::api::{BillDownloadUrlRequest, BillType};
+use alipay::api::{BillDownloadUrlRequest, BillDownloadUrlResponse, BillType};
 use alipay::bill::{RecordKind, parse_zip};
 use alipay::client::{AlipayClient, BillDownloadError, ClientConfig};
 use alipay::outcome::Outcome;
@@ -41,26 +41,55 @@ async fn sandbox_now(h: &Harness) -> TestResult<DateTime<Utc>> {
     DateTime::from_timestamp_millis(h.now_ms().await?).ok_or_else(|| err("bad clock"))
 }
 
-/// Moves the sandbox clock to `hour`:00 (Beijing) of the next day; returns that day.
-async fn advance_to_next_day(h: &Harness, hour: i64) -> TestResult<NaiveDate> {
+/// `day` at `h:m:s` Beijing time.
+fn beijing_at(day: NaiveDate, h: u32, m: u32, s: u32) -> TestResult<DateTime<Utc>> {
+    let local = day.and_hms_opt(h, m, s).ok_or_else(|| err("time"))?;
+    Ok(local.and_utc() - TimeDelta::hours(8))
+}
+
+/// Moves the sandbox clock to `at` unless it is there already; returns the sandbox time.
+async fn advance_to(h: &Harness, at: DateTime<Utc>) -> TestResult<DateTime<Utc>> {
     let now = sandbox_now(h).await?;
-    let next = beijing_day(now)
-        .succ_opt()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .ok_or_else(|| err("date"))?
-        .and_utc()
-        - TimeDelta::hours(8)
-        + TimeDelta::hours(hour);
-    h.advance((next - now).num_milliseconds() as f64 / 1000.0)
-        .await?;
-    Ok(beijing_day(sandbox_now(h).await?))
+    if at > now {
+        h.advance((at - now).num_milliseconds() as f64 / 1000.0)
+            .await?;
+    }
+    sandbox_now(h).await
+}
+
+fn next_day(day: NaiveDate) -> TestResult<NaiveDate> {
+    day.succ_opt().ok_or_else(|| err("date"))
+}
+
+/// Day `n` of the month after `day`'s.
+fn day_of_next_month(day: NaiveDate, n: u32) -> TestResult<NaiveDate> {
+    use chrono::Datelike;
+    let (year, month) = match day.month() {
+        12 => (day.year() + 1, 1),
+        month => (day.year(), month + 1),
+    };
+    NaiveDate::from_ymd_opt(year, month, n).ok_or_else(|| err("date"))
+}
+
+/// Moves the sandbox clock to `hour`:00 (Beijing) of the next day; returns that day.
+async fn advance_to_next_day(h: &Harness, hour: u32) -> TestResult<NaiveDate> {
+    let today = beijing_day(sandbox_now(h).await?);
+    let now = advance_to(h, beijing_at(next_day(today)?, hour, 0, 0)?).await?;
+    Ok(beijing_day(now))
+}
+
+async fn bill_response(
+    client: &AlipayClient,
+    request: &BillDownloadUrlRequest,
+) -> TestResult<BillDownloadUrlResponse> {
+    match client.bill_download_url(request).await {
+        Outcome::Success(response) => Ok(response),
+        other => Err(err(format!("{request:?}: no bill URL: {other:?}"))),
+    }
 }
 
 async fn bill_url(client: &AlipayClient, request: &BillDownloadUrlRequest) -> TestResult<String> {
-    match client.bill_download_url(request).await {
-        Outcome::Success(response) => Ok(response.bill_download_url),
-        other => Err(err(format!("no bill URL: {other:?}"))),
-    }
+    Ok(bill_response(client, request).await?.bill_download_url)
 }
 
 async fn assert_no_bill(
@@ -457,8 +486,9 @@ async fn no_bill_without_trades_for_today_or_later_or_other_types() -> TestResul
     use chrono::Datelike;
     let this_month = BillDownloadUrlRequest::trade_month(today.year(), today.month());
     assert_no_bill(&client, &this_month, "isp.bill_not_exist").await?;
-    // Once the month is over, the monthly bill has the trade.
-    h.advance(32.0 * 86_400.0).await?;
+    // Once the month's bill is generated (09:00 on the 3rd of the next month), it has the
+    // trade.
+    advance_to(&h, beijing_at(day_of_next_month(today, 3)?, 9, 0, 0)?).await?;
     let url = bill_url(&client, &this_month).await?;
     let label = today.format("%Y%m").to_string();
     assert!(url.contains(&format!("0156_{label}.csv.zip")), "{url}");
@@ -520,6 +550,106 @@ async fn bill_urls_expire() -> TestResult {
         .send()
         .await?;
     assert_eq!(unknown.status().as_u16(), 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_day_bill_is_served_from_nine_beijing_of_the_next_day() -> TestResult {
+    let h = Harness::start().await?;
+    let client = client(&h)?;
+    let day = advance_to_next_day(&h, 1).await?;
+    h.pay("ready_paid", "1.00", &auth_code("00", 0)).await?;
+    let request = BillDownloadUrlRequest::trade_day(day);
+    let next = next_day(day)?;
+    // The day is over, but Alipay has not generated its bill yet.
+    for (hour, minute, second) in [(0, 0, 1), (8, 59, 0)] {
+        advance_to(&h, beijing_at(next, hour, minute, second)?).await?;
+        assert_no_bill(&client, &request, "isp.bill_not_exist").await?;
+    }
+    advance_to(&h, beijing_at(next, 9, 0, 0)?).await?;
+    let response = bill_response(&client, &request).await?;
+    assert_eq!(response.bill_file_code, None, "a bill with rows");
+    let bill = parse_zip(&client.download_bill(&response.bill_download_url).await?)?;
+    assert_eq!(bill.records.len(), 1);
+    assert_eq!(bill.records[0].out_trade_no, "ready_paid");
+    bill.check_totals()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_month_bill_is_served_from_nine_on_the_third_of_the_next_month() -> TestResult {
+    use chrono::Datelike;
+    let h = Harness::start().await?;
+    let client = client(&h)?;
+    let day = advance_to_next_day(&h, 1).await?;
+    h.pay("month_paid", "2.00", &auth_code("00", 0)).await?;
+    let request = BillDownloadUrlRequest::trade_month(day.year(), day.month());
+    for (on, hour, minute) in [(1, 0, 1), (2, 12, 0), (3, 8, 59)] {
+        advance_to(
+            &h,
+            beijing_at(day_of_next_month(day, on)?, hour, minute, 0)?,
+        )
+        .await?;
+        assert_no_bill(&client, &request, "isp.bill_not_exist").await?;
+    }
+    advance_to(&h, beijing_at(day_of_next_month(day, 3)?, 9, 0, 0)?).await?;
+    let bill = parse_zip(
+        &client
+            .download_bill(&bill_url(&client, &request).await?)
+            .await?,
+    )?;
+    assert_eq!(bill.records.len(), 1);
+    assert_eq!(bill.records[0].out_trade_no, "month_paid");
+    Ok(())
+}
+
+#[tokio::test]
+async fn ready_hour_zero_serves_bills_right_after_midnight() -> TestResult {
+    use chrono::Datelike;
+    let h = Harness::start().await?;
+    let client = client(&h)?;
+    let rules = h
+        .control(
+            "/sandbox/rules",
+            json!({"bill_ready_hour": 0, "month_bill_ready_day": 1}),
+        )
+        .await?;
+    assert_eq!(rules["bill_ready_hour"], 0);
+    assert_eq!(rules["month_bill_ready_day"], 1);
+    for bad in [
+        json!({"bill_ready_hour": 24}),
+        json!({"month_bill_ready_day": 0}),
+    ] {
+        let (status, body) = h.control_post("/sandbox/rules", bad).await?;
+        assert_eq!(status, 400, "{body}");
+    }
+    assert_eq!(h.control_get("/sandbox/rules").await?["bill_ready_hour"], 0);
+
+    let day = advance_to_next_day(&h, 1).await?;
+    h.pay("midnight_paid", "3.00", &auth_code("00", 0)).await?;
+    let request = BillDownloadUrlRequest::trade_day(day);
+    advance_to(&h, beijing_at(day, 23, 59, 0)?).await?;
+    assert_no_bill(&client, &request, "isp.bill_not_exist").await?;
+    advance_to(&h, beijing_at(next_day(day)?, 0, 0, 1)?).await?;
+    let bill = parse_zip(
+        &client
+            .download_bill(&bill_url(&client, &request).await?)
+            .await?,
+    )?;
+    assert_eq!(bill.records.len(), 1);
+    // A month's bill too, as soon as the month is over.
+    let month = BillDownloadUrlRequest::trade_month(day.year(), day.month());
+    // (Unless `day` was the month's last day: then its month is over already.)
+    if day_of_next_month(day, 1)? != next_day(day)? {
+        assert_no_bill(&client, &month, "isp.bill_not_exist").await?;
+    }
+    advance_to(&h, beijing_at(day_of_next_month(day, 1)?, 0, 0, 1)?).await?;
+    let bill = parse_zip(
+        &client
+            .download_bill(&bill_url(&client, &month).await?)
+            .await?,
+    )?;
+    assert_eq!(bill.records.len(), 1);
     Ok(())
 }
 
