@@ -10,7 +10,9 @@
 //!   `month_bill_ready_day`, see [`ready_at`]): a day's bill from 09:00 Beijing time of the
 //!   next day, a month's from 09:00 on the 3rd of the next month (sandbox clock). Before that
 //!   the answer is `40004 isp.bill_not_exist`, as for a bill Alipay has not generated yet.
-//! - A period without any payment or refund is `40004 isp.bill_not_exist` too.
+//! - A ready bill of a period without any payment or refund follows the rule `empty_bill`:
+//!   `40004 isp.bill_not_exist` (the default), or `10000` with
+//!   `bill_file_code=EMPTY_DATA_WITH_BILL_FILE` and a ZIP without rows (zero totals).
 //! - `bill_type=signcustomer` (the account ledger) is `isp.bill_not_exist` too: the sandbox
 //!   keeps no ledger. Another `bill_type`, or a malformed `bill_date`, is
 //!   `40004 ACQ.INVALID_PARAMETER`.
@@ -25,7 +27,7 @@ pub mod synth;
 
 use crate::answer::Answer;
 use crate::biz::Biz;
-use crate::rules::Rules;
+use crate::rules::{EmptyBill, Rules};
 use crate::sandbox::Sandbox;
 use crate::trade::Trade;
 use alipay::time::beijing;
@@ -49,6 +51,9 @@ pub const DOWNLOAD_PATH: &str = "/sandbox/bills/download";
 
 /// Expired links are remembered this long after expiry (answering 410), then forgotten (404).
 const REMEMBER_EXPIRED: Duration = Duration::from_secs(600);
+
+/// `bill_file_code` of a ready bill without rows.
+pub const EMPTY_DATA_WITH_BILL_FILE: &str = "EMPTY_DATA_WITH_BILL_FILE";
 
 /// The bill links handed out by this sandbox: each token maps to the ZIP made when the URL
 /// was asked for.
@@ -136,21 +141,26 @@ async fn prepare(sandbox: &Sandbox, biz: &Biz) -> Result<Answer, Answer> {
     }
     let trades = sandbox.trades().await;
     let seller_id = sandbox.identity().seller_id.clone();
-    let zip = build_zip(&trades, &seller_id, &period, now)
+    let zip = build_zip(&trades, &seller_id, &period, now, rules.empty_bill)
         .map_err(|e| {
             tracing::warn!(error = %e, "could not write the bill");
             Answer::unknown()
         })?
         .ok_or_else(bill_not_exist)?;
     let file_name = format::zip_name(&seller_id, &period);
-    let token = sandbox.bill_links().insert(zip, file_name.clone());
+    let token = sandbox.bill_links().insert(zip.bytes, file_name.clone());
     let url = format!(
         "{}{DOWNLOAD_PATH}?bizType=trade&userId={seller_id}&fileType=csv.zip&bizDates={}&downloadFileName={file_name}&timestamp={}&token={token}",
         sandbox.base_url(),
         period.label,
         now.timestamp_millis(),
     );
-    Ok(Answer::success().field("bill_download_url", url))
+    let answer = Answer::success().field("bill_download_url", url);
+    Ok(if zip.empty {
+        answer.field("bill_file_code", EMPTY_DATA_WITH_BILL_FILE)
+    } else {
+        answer
+    })
 }
 
 /// When the bill of `period` becomes available (an instant on the sandbox clock): a day's at
@@ -257,16 +267,26 @@ pub fn buyer_account(trade: &Trade) -> String {
         .unwrap_or_default()
 }
 
-/// The bill ZIP of `period`, or `None` when it has no rows.
+/// A bill ZIP as served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillZip {
+    pub bytes: Vec<u8>,
+    /// No detail rows (the period had no payment or refund).
+    pub empty: bool,
+}
+
+/// The bill ZIP of `period`; a period without rows has one only under
+/// [`EmptyBill::EmptyFile`], otherwise `None`.
 pub fn build_zip(
     trades: &[Trade],
     seller_id: &str,
     period: &Period,
     exported_at: DateTime<Utc>,
-) -> std::io::Result<Option<Vec<u8>>> {
+    empty_bill: EmptyBill,
+) -> std::io::Result<Option<BillZip>> {
     let buyers: Vec<String> = trades.iter().map(buyer_account).collect();
     let rows = rows(trades, period, &buyers);
-    if rows.is_empty() {
+    if rows.is_empty() && empty_bill == EmptyBill::NotExist {
         return Ok(None);
     }
     let mut writer = BillWriter::new(
@@ -281,7 +301,10 @@ pub fn build_zip(
         writer.row(row)?;
     }
     let (out, _) = writer.finish(exported_at)?;
-    Ok(Some(out.into_inner()))
+    Ok(Some(BillZip {
+        bytes: out.into_inner(),
+        empty: rows.is_empty(),
+    }))
 }
 
 /// `GET /sandbox/bills/download?…&token=…`: the ZIP, while the link lives.
@@ -369,5 +392,23 @@ mod tests {
         assert_eq!(beijing_text(ready), Some("2019-09-17 00:00:00".to_owned()));
         let ready = month.as_ref().and_then(|m| ready_at(m, &at_once));
         assert_eq!(beijing_text(ready), Some("2020-01-01 00:00:00".to_owned()));
+    }
+
+    #[test]
+    fn an_empty_period_has_a_zip_only_under_the_empty_file_rule() -> std::io::Result<()> {
+        let period = parse_bill_date("2019-09-16").ok_or(std::io::ErrorKind::InvalidInput)?;
+        let at = DateTime::from_timestamp(1_568_700_000, 0).unwrap_or_default();
+        let seller = "2088000000000001";
+        assert_eq!(
+            build_zip(&[], seller, &period, at, EmptyBill::NotExist)?,
+            None
+        );
+        let zip = build_zip(&[], seller, &period, at, EmptyBill::EmptyFile)?
+            .ok_or(std::io::ErrorKind::NotFound)?;
+        assert!(zip.empty);
+        let bill = alipay::bill::parse_zip(&zip.bytes).map_err(std::io::Error::other)?;
+        assert!(bill.records.is_empty());
+        bill.check_totals().map_err(std::io::Error::other)?;
+        Ok(())
     }
 }

@@ -38,6 +38,8 @@ pub struct Rules {
     /// A month's bill is ready from this day of the next month, at `bill_ready_hour`.
     /// 1 = on the first day, like a day's bill. 1 to 28.
     pub month_bill_ready_day: u32,
+    /// What a ready bill of a period without any payment or refund is.
+    pub empty_bill: EmptyBill,
 }
 
 impl Default for Rules {
@@ -53,6 +55,7 @@ impl Default for Rules {
             content_type: AnswerContentType::Html,
             bill_ready_hour: 9,
             month_bill_ready_day: 3,
+            empty_bill: EmptyBill::NotExist,
         }
     }
 }
@@ -73,6 +76,16 @@ pub enum AnswerContentType {
     Html,
     /// `application/json;charset=…`.
     Json,
+}
+
+/// The bill of a period without any payment or refund, once bills of that period are ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmptyBill {
+    /// `40004 isp.bill_not_exist`, the same answer as a bill not generated yet.
+    NotExist,
+    /// `10000` with `bill_file_code=EMPTY_DATA_WITH_BILL_FILE` and a bill without rows.
+    EmptyFile,
 }
 
 impl Rules {
@@ -146,15 +159,17 @@ mod tests {
     #[test]
     fn bill_rules_are_checked() {
         let rules = Rules::default()
-            .patched(&json!({"bill_ready_hour": 0}))
+            .patched(&json!({"bill_ready_hour": 0, "empty_bill": "empty_file"}))
             .unwrap_or_default();
         assert_eq!(rules.bill_ready_hour, 0);
+        assert_eq!(rules.empty_bill, EmptyBill::EmptyFile);
         assert_eq!(rules.month_bill_ready_day, 3);
         for bad in [
             json!({"bill_ready_hour": 24}),
             json!({"bill_ready_hour": -1}),
             json!({"month_bill_ready_day": 0}),
             json!({"month_bill_ready_day": 29}),
+            json!({"empty_bill": "maybe"}),
         ] {
             assert!(Rules::default().patched(&bad).is_err(), "{bad}");
         }

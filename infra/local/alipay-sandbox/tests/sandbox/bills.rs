@@ -6,7 +6,7 @@
 use crate::common::*;
 use alipay::Fen;
 use alipay::api::{BillDownloadUrlRequest, BillDownloadUrlResponse, BillType};
-use alipay::bill::{RecordKind, parse_zip};
+use alipay::bill::{BillArchive, Counted, RecordKind, Totals, parse_zip};
 use alipay::client::{AlipayClient, BillDownloadError, ClientConfig};
 use alipay::outcome::Outcome;
 use alipay_sandbox::bill::synth::{SynthOptions, orders_path, synth_bill};
@@ -616,9 +616,11 @@ async fn ready_hour_zero_serves_bills_right_after_midnight() -> TestResult {
         .await?;
     assert_eq!(rules["bill_ready_hour"], 0);
     assert_eq!(rules["month_bill_ready_day"], 1);
+    assert_eq!(rules["empty_bill"], "not_exist");
     for bad in [
         json!({"bill_ready_hour": 24}),
         json!({"month_bill_ready_day": 0}),
+        json!({"empty_bill": "sometimes"}),
     ] {
         let (status, body) = h.control_post("/sandbox/rules", bad).await?;
         assert_eq!(status, 400, "{body}");
@@ -650,6 +652,166 @@ async fn ready_hour_zero_serves_bills_right_after_midnight() -> TestResult {
             .await?,
     )?;
     assert_eq!(bill.records.len(), 1);
+    Ok(())
+}
+
+/// Checks an empty bill ZIP byte by byte and reads it with the product's streaming reader.
+fn check_empty_zip(
+    zip: &[u8],
+    seller_id: &str,
+    period: (&str, NaiveDate, NaiveDate),
+) -> TestResult {
+    let (label, first_day, end_day) = period;
+    let detail_name = format!("{seller_id}0156_{label}_业务明细.csv");
+    let summary_name = format!("{seller_id}0156_{label}_业务明细(汇总).csv");
+    let entries = raw_entries(zip)?;
+    let names: Vec<Vec<u8>> = entries.iter().map(|e| e.0.clone()).collect();
+    assert_eq!(names, vec![gbk(&detail_name), gbk(&summary_name)]);
+    for (_, flags, local_flags) in &entries {
+        assert_eq!(
+            (flags & 0x800, local_flags & 0x800),
+            (0, 0),
+            "UTF-8 flag set"
+        );
+    }
+    let chinese = |d: NaiveDate| d.format("%Y年%m月%d日").to_string();
+    let range = format!(
+        "#起始日期：[{} 00:00:00]   终止日期：[{} 00:00:00]",
+        chinese(first_day),
+        chinese(end_day)
+    );
+    let account = format!("#账号：[{seller_id}0156]");
+    let files = entry_bytes(zip)?;
+    let lines_of = |bytes: &[u8]| -> TestResult<Vec<String>> {
+        let text = strict_gbk(bytes)?;
+        let body = text
+            .strip_suffix("\r\n")
+            .ok_or_else(|| err("no final CRLF"))?;
+        Ok(body.split("\r\n").map(str::to_owned).collect())
+    };
+    let detail = lines_of(&files[0])?;
+    assert_eq!(detail.len(), 9, "{detail:#?}");
+    assert_eq!(
+        detail[..8],
+        [
+            "#支付宝业务明细查询",
+            account.as_str(),
+            range.as_str(),
+            DETAIL_START,
+            DETAIL_HEADER,
+            DETAIL_END,
+            "#交易合计：0笔，商家实收共0.00元，商家优惠共0.00元",
+            "#退款合计：0笔，商家实收退款共0.00元，商家优惠退款共0.00元",
+        ]
+    );
+    assert!(detail[8].starts_with("#导出时间：["), "{}", detail[8]);
+    let summary = lines_of(&files[1])?;
+    assert_eq!(summary.len(), 8, "{summary:#?}");
+    assert_eq!(
+        summary[..7],
+        [
+            "#支付宝业务汇总查询",
+            account.as_str(),
+            range.as_str(),
+            SUMMARY_START,
+            SUMMARY_HEADER,
+            "合计,,0,0,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00",
+            SUMMARY_END,
+        ]
+    );
+    assert_eq!(summary[7], detail[8], "one export time");
+
+    // The product's reader: no rows, totals present and consistent.
+    let mut archive = BillArchive::new(std::io::Cursor::new(zip))?;
+    assert_eq!(archive.detail_name(), detail_name);
+    assert_eq!(archive.summary_name(), Some(summary_name.as_str()));
+    let mut reader = archive.detail()?;
+    let rows = reader.by_ref().collect::<Result<Vec<_>, _>>()?;
+    assert!(rows.is_empty(), "{rows:?}");
+    reader.check_totals()?;
+    assert_eq!(reader.header_lines().len(), 4);
+    assert!(reader.footer().ended);
+    assert_eq!(reader.footer().payments, Some(Totals::default()));
+    assert_eq!(reader.footer().refunds, Some(Totals::default()));
+    assert_eq!(*reader.counted(), Counted::default());
+    drop(reader);
+    let summary = archive.summary()?.ok_or_else(|| err("no summary"))?;
+    assert!(summary.rows.is_empty(), "{:?}", summary.rows);
+    let total = summary.total.ok_or_else(|| err("no 合计"))?;
+    assert_eq!(
+        total,
+        alipay::bill::SummaryRow {
+            store_id: "合计".to_owned(),
+            ..Default::default()
+        }
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_empty_day_is_bill_not_exist_or_an_empty_file_by_rule() -> TestResult {
+    use chrono::Datelike;
+    let h = Harness::start().await?;
+    let client = client(&h)?;
+    let seller_id = h.running.sandbox().identity().seller_id.clone();
+    // A day without any payment or refund, once its bill is ready.
+    let day = advance_to_next_day(&h, 1).await?;
+    let next = next_day(day)?;
+    advance_to(&h, beijing_at(next, 9, 0, 0)?).await?;
+    let request = BillDownloadUrlRequest::trade_day(day);
+    assert_no_bill(&client, &request, "isp.bill_not_exist").await?;
+
+    let rules = h
+        .control("/sandbox/rules", json!({"empty_bill": "empty_file"}))
+        .await?;
+    assert_eq!(rules["empty_bill"], "empty_file");
+    // A bill not generated yet is still `isp.bill_not_exist`.
+    assert_no_bill(
+        &client,
+        &BillDownloadUrlRequest::trade_day(next),
+        "isp.bill_not_exist",
+    )
+    .await?;
+    let response = bill_response(&client, &request).await?;
+    assert_eq!(
+        response.bill_file_code.as_deref(),
+        Some("EMPTY_DATA_WITH_BILL_FILE")
+    );
+    let label = day.format("%Y%m%d").to_string();
+    assert!(
+        response
+            .bill_download_url
+            .contains(&format!("downloadFileName={seller_id}0156_{label}.csv.zip")),
+        "{}",
+        response.bill_download_url
+    );
+    let zip = client.download_bill(&response.bill_download_url).await?;
+    check_empty_zip(&zip, &seller_id, (&label, day, next))?;
+
+    // An empty month likewise, once its bill is ready.
+    advance_to(&h, beijing_at(day_of_next_month(day, 3)?, 9, 0, 0)?).await?;
+    let month = BillDownloadUrlRequest::trade_month(day.year(), day.month());
+    let response = bill_response(&client, &month).await?;
+    assert_eq!(
+        response.bill_file_code.as_deref(),
+        Some("EMPTY_DATA_WITH_BILL_FILE")
+    );
+    let first = day.with_day(1).ok_or_else(|| err("date"))?;
+    let zip = client.download_bill(&response.bill_download_url).await?;
+    check_empty_zip(
+        &zip,
+        &seller_id,
+        (
+            &day.format("%Y%m").to_string(),
+            first,
+            day_of_next_month(day, 1)?,
+        ),
+    )?;
+
+    // Back to the default.
+    h.control("/sandbox/rules", json!({"empty_bill": "not_exist"}))
+        .await?;
+    assert_no_bill(&client, &request, "isp.bill_not_exist").await?;
     Ok(())
 }
 
