@@ -1,7 +1,45 @@
-use lambda_runtime::{Error, run, service_fn, tracing};
+//! Wires the Alipay client and the bill bucket once, then fetches the bill each event asks
+//! for (the daily schedule: yesterday; a manual run: `{"date": "yyyy-MM-dd"}`).
+
+use aws_adapters::{S3Objects, aws_sdk_s3};
+use bill_fetch::{BillFetcher, Schedule};
+use f2f_runtime::{Config, Function, SystemClock, telemetry, wiring};
+use lambda_runtime::{LambdaEvent, service_fn};
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    run(service_fn(bill_fetch::handle)).await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init_tracing();
+    let config = Config::from_env(Function::BillFetch).inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::BillFetch)?;
+    let sdk = aws_adapters::aws_config().await;
+    let adapters = wiring::build_with(&config, &sdk)
+        .await
+        .inspect_err(|error| {
+            tracing::error!(%error, "the adapters could not be built");
+        })?;
+    let bucket = config
+        .bill_bucket
+        .clone()
+        .ok_or("BILL_BUCKET is required")?;
+    let fetcher = Arc::new(BillFetcher {
+        alipay: adapters.alipay,
+        objects: S3Objects::new(aws_sdk_s3::Client::new(&sdk), bucket),
+        clock: SystemClock,
+        schedule: Schedule {
+            deadline_hour: config.knobs.bill_deadline_hour,
+        },
+    });
+    tracing::info!("bill-fetch function ready");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let fetcher = fetcher.clone();
+        async move {
+            let result = fetcher.handle(&event.payload).await;
+            telemetry::flush_metrics();
+            result
+        }
+    }))
+    .await
 }

@@ -1,7 +1,35 @@
-use lambda_runtime::{Error, run, service_fn, tracing};
+//! Wires the real adapters (DynamoDB, S3) once, then reconciles every stored bill an S3 event
+//! names.
+
+use aws_adapters::{DynamoOrderStore, S3Objects, aws_sdk_dynamodb, aws_sdk_s3};
+use aws_lambda_events::event::s3::S3Event;
+use f2f_runtime::{Function, ReconcileConfig, SystemClock, telemetry};
+use lambda_runtime::{LambdaEvent, service_fn};
+use reconcile::{Reconciler, handle_event};
+use std::sync::Arc;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
-    run(service_fn(reconcile::handle)).await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init_tracing();
+    let config = ReconcileConfig::from_env().inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::Reconcile)?;
+    let sdk = aws_adapters::aws_config().await;
+    let reconciler = Arc::new(Reconciler {
+        store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table),
+        objects: S3Objects::new(aws_sdk_s3::Client::new(&sdk), config.bill_bucket),
+        clock: SystemClock,
+        scratch: config.scratch_dir,
+    });
+    tracing::info!("reconcile function ready");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| {
+        let reconciler = reconciler.clone();
+        async move {
+            let result = handle_event(&reconciler, &event.payload).await;
+            telemetry::flush_metrics();
+            result
+        }
+    }))
+    .await
 }

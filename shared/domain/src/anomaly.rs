@@ -36,10 +36,14 @@ pub enum AnomalyKind {
     /// Alipay reports a refund nobody here asked for, or more refunded than recorded here, or
     /// a refund of an order that is not paid here.
     UnrequestedRefund,
+    /// Paid or refunded here on a day, but Alipay's bill of that day does not show it.
+    MissingFromBill,
+    /// Alipay's bill shows a refund of another amount than the one recorded here.
+    RefundMismatch,
 }
 
 impl AnomalyKind {
-    pub const ALL: [AnomalyKind; 9] = [
+    pub const ALL: [AnomalyKind; 11] = [
         AnomalyKind::RefundedByCancel,
         AnomalyKind::PaidAfterClose,
         AnomalyKind::AmountMismatch,
@@ -49,6 +53,8 @@ impl AnomalyKind {
         AnomalyKind::UntrustedNotification,
         AnomalyKind::ForeignNotification,
         AnomalyKind::UnrequestedRefund,
+        AnomalyKind::MissingFromBill,
+        AnomalyKind::RefundMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +68,8 @@ impl AnomalyKind {
             AnomalyKind::UntrustedNotification => "untrusted_notification",
             AnomalyKind::ForeignNotification => "foreign_notification",
             AnomalyKind::UnrequestedRefund => "unrequested_refund",
+            AnomalyKind::MissingFromBill => "missing_from_bill",
+            AnomalyKind::RefundMismatch => "refund_mismatch",
         }
     }
 
@@ -77,6 +85,8 @@ impl AnomalyKind {
             AnomalyKind::UntrustedNotification => "anomaly_untrusted_notification",
             AnomalyKind::ForeignNotification => "anomaly_foreign_notification",
             AnomalyKind::UnrequestedRefund => "anomaly_unrequested_refund",
+            AnomalyKind::MissingFromBill => "anomaly_missing_from_bill",
+            AnomalyKind::RefundMismatch => "anomaly_refund_mismatch",
         }
     }
 
@@ -110,6 +120,12 @@ impl AnomalyKind {
             AnomalyKind::UnrequestedRefund => {
                 "Alipay reports money refunded that no refund here accounts for (a refund made in Alipay's merchant portal, or by another system): check the trade's refunds in the portal, record the return of goods, then resolve."
             }
+            AnomalyKind::MissingFromBill => {
+                "Recorded here as paid (or refunded) on a day whose Alipay bill does not show it: look the trade up in Alipay's merchant portal; if Alipay has no such payment, the goods were handed over unpaid. Resolve once explained."
+            }
+            AnomalyKind::RefundMismatch => {
+                "Alipay's bill shows a refund of another amount than recorded here: compare with the trade's refunds in Alipay's merchant portal and correct the books, then resolve."
+            }
         }
     }
 }
@@ -125,6 +141,8 @@ pub enum FactSource {
     Notification,
     RefundResponse,
     RefundQuery,
+    /// Alipay's daily bill.
+    Bill,
 }
 
 /// A reason for an anomaly to have no order: the notification named no valid order number.

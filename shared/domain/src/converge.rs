@@ -391,6 +391,7 @@ fn fact_source(source: PaymentSource) -> FactSource {
         PaymentSource::PayResponse => FactSource::PayResponse,
         PaymentSource::Query => FactSource::Query,
         PaymentSource::Notification => FactSource::Notification,
+        PaymentSource::Reconciliation => FactSource::Bill,
     }
 }
 

@@ -14,12 +14,14 @@
 //! - [`anomaly`]: money at Alipay that contradicts an order, recorded durably.
 //! - [`notification`]: a notification as received, kept for audit with what became of it.
 //! - [`auth`]: the merchant API's request signing scheme.
+//! - [`bills`]: where daily bills are stored for reconciliation.
 //! - [`business_event`]: the events other systems subscribe to, published from the audit
 //!   events (the outbox), and the port they are sent through.
 
 pub mod amount;
 pub mod anomaly;
 pub mod auth;
+pub mod bills;
 pub mod business_event;
 pub mod converge;
 pub mod fence;

@@ -133,6 +133,9 @@ pub struct Order {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     scanned_at: Option<DateTime<Utc>>,
     paid_at: Option<DateTime<Utc>>,
+    /// Who told us the order was paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payment_source: Option<PaymentSource>,
     /// Who paid, as Alipay names the buyer to this app.
     #[serde(default, skip_serializing_if = "Buyer::is_unknown")]
     buyer: Buyer,
@@ -181,6 +184,8 @@ pub enum PaymentSource {
     PayResponse,
     Query,
     Notification,
+    /// Alipay's daily bill showed the payment (the reconciliation healed the order).
+    Reconciliation,
 }
 
 /// The audit record of one transition, committed together with it.
@@ -324,6 +329,7 @@ impl Order {
             alipay_trade_no: None,
             scanned_at: None,
             paid_at: None,
+            payment_source: None,
             buyer: Buyer::default(),
             closed_at: None,
             refunded_fen: 0,
@@ -522,6 +528,7 @@ impl Order {
             |o| {
                 o.alipay_trade_no = Some(alipay_trade_no);
                 o.paid_at = Some(paid_at);
+                o.payment_source = Some(source);
                 o.buyer = buyer;
                 o.last_synced_at = Some(now);
             },
@@ -668,6 +675,9 @@ impl Order {
     }
     pub fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.paid_at
+    }
+    pub fn payment_source(&self) -> Option<PaymentSource> {
+        self.payment_source
     }
     pub fn buyer(&self) -> &Buyer {
         &self.buyer

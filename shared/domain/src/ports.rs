@@ -113,6 +113,41 @@ pub trait NonceStore: Send + Sync {
     ) -> impl Future<Output = Result<NonceCheck, StoreError>> + Send;
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the object store failed: {0}")]
+pub struct ObjectError(pub String);
+
+/// An object copied to a local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// The bill bucket: bills and reconciliation reports (S3 in Lambda).
+pub trait ObjectStore: Send + Sync {
+    fn exists(&self, key: &str) -> impl Future<Output = Result<bool, ObjectError>> + Send;
+
+    fn put(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+        metadata: &[(&str, String)],
+    ) -> impl Future<Output = Result<(), ObjectError>> + Send;
+
+    /// A small object's content (`None` if there is none).
+    fn read(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, ObjectError>> + Send;
+
+    /// Copies an object to a local file in bounded memory.
+    fn download(
+        &self,
+        key: &str,
+        into: &std::path::Path,
+    ) -> impl Future<Output = Result<StoredObject, ObjectError>> + Send;
+}
+
 /// Time, injectable so tests can move it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

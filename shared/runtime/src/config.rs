@@ -3,7 +3,7 @@
 //!
 //! | variable | needed by | meaning |
 //! | --- | --- | --- |
-//! | `ORDERS_TABLE` | all | DynamoDB table of orders (and their events) |
+//! | `ORDERS_TABLE` | all but bill-fetch | DynamoDB table of orders (and their events) |
 //! | `NONCES_TABLE` | all | DynamoDB table of merchant-API nonces (default: `ORDERS_TABLE`) |
 //! | `EXPIRY_QUEUE_URL` | pay, timeout-close | SQS queue of order expiries and refund re-checks |
 //! | `ALIPAY_APP_ID` | all | the merchant's Alipay app id |
@@ -25,6 +25,8 @@
 //! | `REFUND_ATTEMPTS` | optional | refund calls one request sends while Alipay's answer stays unknown (a refund query between two), default 2 (1–5) |
 //! | `REFUND_RECHECK_SECONDS` | optional | when the expiry queue checks a refund that is not settled (after its claim, then again after each check that could not settle it), default 60 (1–900) |
 //! | `MAX_BODY_BYTES` | optional | default 16384 |
+//! | `BILL_BUCKET` | bill-fetch | the bucket daily bills are stored in |
+//! | `BILL_DEADLINE_HOUR` | optional | bill-fetch: Beijing hour of the next day after which a missing bill means a day without trades (alarmed), default 12 (9–23) |
 //! | `FUNCTION_TIMEOUT_SECONDS` | optional | the Lambda timeout the schedule must fit (pay 60, query 10) |
 
 use secrecy::SecretString;
@@ -40,6 +42,10 @@ pub enum Function {
     TimeoutClose,
     /// Configured by [`NotifyConfig`]: it calls no Alipay API and holds no private key.
     Notify,
+    /// Downloads the daily bill into the bill bucket: Alipay, no table.
+    BillFetch,
+    /// Configured by [`ReconcileConfig`]: the table and the bill bucket, no Alipay.
+    Reconcile,
 }
 
 impl Function {
@@ -49,6 +55,8 @@ impl Function {
             Function::Query => "query",
             Function::TimeoutClose => "timeout-close",
             Function::Notify => "notify",
+            Function::BillFetch => "bill-fetch",
+            Function::Reconcile => "reconcile",
         }
     }
 
@@ -66,6 +74,8 @@ impl Function {
         match self {
             Function::Pay | Function::TimeoutClose => Duration::from_secs(60),
             Function::Query | Function::Notify => Duration::from_secs(10),
+            Function::BillFetch => Duration::from_secs(120),
+            Function::Reconcile => Duration::from_secs(300),
         }
     }
 }
@@ -131,6 +141,8 @@ pub struct Knobs {
     pub refund_attempts: u32,
     /// When a refund that is not settled is checked again by the expiry queue.
     pub refund_recheck_after: Duration,
+    /// The Beijing hour of the next day after which a missing bill means a day without trades.
+    pub bill_deadline_hour: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -145,6 +157,8 @@ pub struct Config {
     pub merchant_keys: Option<SecretSource>,
     /// How often merchant keys kept in Secrets Manager are read again.
     pub merchant_keys_refresh: Duration,
+    /// The bill bucket (bill-fetch).
+    pub bill_bucket: Option<String>,
     pub knobs: Knobs,
 }
 
@@ -180,6 +194,40 @@ impl NotifyConfig {
             app_id: env.required("ALIPAY_APP_ID")?,
             seller_id: env.optional("ALIPAY_SELLER_ID"),
             alipay_public_key: env.inline_or_file("ALIPAY_PUBLIC_KEY", "ALIPAY_PUBLIC_KEY_FILE")?,
+        })
+    }
+}
+
+/// The reconcile function's configuration: the table and the bill bucket; it calls no Alipay
+/// API.
+///
+/// | variable | meaning |
+/// | --- | --- |
+/// | `ORDERS_TABLE` | DynamoDB table of orders |
+/// | `BILL_BUCKET` | the bucket bills are stored in and reports written to |
+/// | `SCRATCH_DIR` | optional; where a bill is copied to be read, default the system's temporary directory (Lambda's `/tmp`) |
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub orders_table: String,
+    pub bill_bucket: String,
+    pub scratch_dir: PathBuf,
+}
+
+impl ReconcileConfig {
+    pub fn from_env() -> Result<ReconcileConfig, ConfigError> {
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ReconcileConfig, ConfigError> {
+        let env = Env { lookup };
+        Ok(ReconcileConfig {
+            orders_table: env.required("ORDERS_TABLE")?,
+            bill_bucket: env.required("BILL_BUCKET")?,
+            scratch_dir: env
+                .optional("SCRATCH_DIR")
+                .map_or_else(std::env::temp_dir, PathBuf::from),
         })
     }
 }
@@ -276,19 +324,25 @@ impl Config {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let env = Env { lookup };
-        let orders_table = env.required("ORDERS_TABLE")?;
+        // The bill download touches no table.
+        let orders_table = match function {
+            Function::BillFetch => env.optional("ORDERS_TABLE").unwrap_or_default(),
+            _ => env.required("ORDERS_TABLE")?,
+        };
         let nonces_table = env
             .optional("NONCES_TABLE")
             .unwrap_or_else(|| orders_table.clone());
         let expiry_queue_url = match function {
             Function::Pay | Function::TimeoutClose => Some(env.url("EXPIRY_QUEUE_URL")?),
-            Function::Query | Function::Notify => None,
+            Function::Query | Function::Notify | Function::BillFetch | Function::Reconcile => None,
         };
         let notify_url = match function {
             Function::Pay => Some(env.url("ALIPAY_NOTIFY_URL")?),
-            Function::Query | Function::TimeoutClose | Function::Notify => {
-                env.optional("ALIPAY_NOTIFY_URL")
-            }
+            Function::Query
+            | Function::TimeoutClose
+            | Function::Notify
+            | Function::BillFetch
+            | Function::Reconcile => env.optional("ALIPAY_NOTIFY_URL"),
         };
         let alipay = AlipaySettings {
             app_id: env.required("ALIPAY_APP_ID")?,
@@ -341,6 +395,12 @@ impl Config {
                 60,
                 (1, 900),
             )?),
+            bill_deadline_hour: u32::try_from(env.number("BILL_DEADLINE_HOUR", 12, (9, 23))?)
+                .unwrap_or(12),
+        };
+        let bill_bucket = match function {
+            Function::BillFetch => Some(env.required("BILL_BUCKET")?),
+            _ => env.optional("BILL_BUCKET"),
         };
         let config = Config {
             function,
@@ -350,6 +410,7 @@ impl Config {
             alipay,
             merchant_keys,
             merchant_keys_refresh,
+            bill_bucket,
             knobs,
         };
         config.check_budget()?;

@@ -61,6 +61,11 @@ pub fn count(name: &'static str) {
     metrics::counter!(name).increment(1);
 }
 
+/// Counts `n` occurrences of `name` at once (e.g. the rows of one reconciliation class).
+pub fn count_n(name: &'static str, n: u64) {
+    metrics::counter!(name).increment(n);
+}
+
 /// Records a duration in milliseconds.
 pub fn millis(name: &'static str, elapsed: Duration) {
     metrics::describe_histogram!(name, metrics::Unit::Milliseconds, "");

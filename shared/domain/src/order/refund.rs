@@ -49,6 +49,8 @@ pub enum RefundSource {
     RefundQuery,
     /// A verified refund notification named it.
     Notification,
+    /// Alipay's daily bill showed it (the reconciliation settled it).
+    Reconciliation,
 }
 
 /// A refund as the caller asked for it, validated.
