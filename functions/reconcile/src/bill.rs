@@ -14,8 +14,16 @@ pub struct ReadBill {
     pub rows: u64,
 }
 
+/// How often the progress callback is told the rows read.
+pub const PROGRESS_EVERY: u64 = 10_000;
+
 /// Feeds every row of the bill at `path` to `matcher`; the error says why the bill is refused.
-pub fn read(key: &BillKey, path: &Path, matcher: &mut Matcher) -> Result<ReadBill, String> {
+pub fn read(
+    key: &BillKey,
+    path: &Path,
+    matcher: &mut Matcher,
+    progress: Option<&(dyn Fn(u64) + Send + Sync)>,
+) -> Result<ReadBill, String> {
     if !key.has_file {
         // A day Alipay has no bill for: no rows, nothing to read.
         return Ok(ReadBill { rows: 0 });
@@ -30,6 +38,12 @@ pub fn read(key: &BillKey, path: &Path, matcher: &mut Matcher) -> Result<ReadBil
             let record = record.map_err(|e| e.to_string())?;
             matcher.row(&record);
             rows += 1;
+            if let Some(progress) = progress.filter(|_| rows % PROGRESS_EVERY == 0) {
+                progress(rows);
+            }
+        }
+        if let Some(progress) = progress {
+            progress(rows);
         }
         detail.check_totals().map_err(|e| e.to_string())?;
         *detail.counted()

@@ -82,7 +82,13 @@ pub struct Reconciler<S, O, C> {
     pub clock: C,
     /// Where bills are copied to be read (Lambda's `/tmp`).
     pub scratch: PathBuf,
+    /// Told the number of rows read so far, every [`bill::PROGRESS_EVERY`] rows (an operator's
+    /// progress bar).
+    pub progress: Option<Progress>,
 }
+
+/// A progress callback.
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
 
 /// What became of one bill.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +128,12 @@ where
             matcher.add_order(&order);
         }
         // The whole bill is read and checked before anything is written.
-        let rows = match bill::read(&bill_key, file.path(), &mut matcher) {
+        let rows = match bill::read(
+            &bill_key,
+            file.path(),
+            &mut matcher,
+            self.progress.as_deref(),
+        ) {
             Ok(ReadBill { rows }) => rows,
             Err(reason) => return Err(self.reject(key, day, &identity, reason).await),
         };

@@ -21,6 +21,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         objects: S3Objects::new(aws_sdk_s3::Client::new(&sdk), config.bill_bucket),
         clock: SystemClock,
         scratch: config.scratch_dir,
+        progress: None,
     });
     tracing::info!("reconcile function ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<S3Event>| {

@@ -156,6 +156,7 @@ impl Setup {
             objects: self.objects.clone(),
             clock: SystemClock,
             scratch: std::env::temp_dir(),
+            progress: None,
         }
     }
 
