@@ -628,13 +628,88 @@ pub struct Summary {
     pub footer_lines: Vec<String>,
 }
 
-/// Parses a summary file (GBK bytes). Header-driven like the detail file.
+/// Where each field is in the summary rows (indexes from the header row, found once per
+/// file; a missing column reads as empty).
+#[derive(Debug, Clone)]
+struct SummaryColumns {
+    store_id: Option<usize>,
+    store_name: Option<usize>,
+    payment_count: Option<usize>,
+    refund_count: Option<usize>,
+    amount: Option<usize>,
+    receipt: Option<usize>,
+    alipay_discount: Option<usize>,
+    merchant_discount: Option<usize>,
+    card: Option<usize>,
+    fee: Option<usize>,
+    profit_share: Option<usize>,
+    net_receipt: Option<usize>,
+}
+
+impl SummaryColumns {
+    fn from_header(record: &csv::ByteRecord) -> SummaryColumns {
+        let names: Vec<String> = record.iter().map(normalize_header).collect();
+        let find = |name: &str| names.iter().position(|n| n == name);
+        SummaryColumns {
+            store_id: find("门店编号"),
+            store_name: find("门店名称"),
+            payment_count: find("交易订单总笔数"),
+            refund_count: find("退款订单总笔数"),
+            amount: find("订单金额（元）"),
+            receipt: find("商家实收（元）"),
+            alipay_discount: find("支付宝优惠（元）"),
+            merchant_discount: find("商家优惠（元）"),
+            card: find("卡消费金额（元）"),
+            fee: find("服务费（元）"),
+            profit_share: find("分润（元）"),
+            net_receipt: find("实收净额（元）"),
+        }
+    }
+
+    fn row(&self, row: &csv::ByteRecord, line: u64) -> Result<SummaryRow, BillError> {
+        let cell =
+            |index: Option<usize>| text(index.and_then(|i| row.get(i)).map_or(&b""[..], trim));
+        let error = |reason: String| BillError::Row { line, reason };
+        let count = |index: Option<usize>, name: &str| {
+            let text = cell(index);
+            if text.is_empty() {
+                return Ok(0);
+            }
+            text.parse::<u64>()
+                .map_err(|_| error(format!("{name} is not a count: {text:?}")))
+        };
+        let amount = |index: Option<usize>, name: &str| {
+            let text = cell(index);
+            if text.is_empty() {
+                return Ok(Fen::ZERO);
+            }
+            Fen::from_yuan(&text).map_err(|_| error(format!("{name} is not an amount: {text:?}")))
+        };
+        Ok(SummaryRow {
+            store_id: cell(self.store_id).into_owned(),
+            store_name: cell(self.store_name).into_owned(),
+            payment_count: count(self.payment_count, "交易订单总笔数")?,
+            refund_count: count(self.refund_count, "退款订单总笔数")?,
+            amount: amount(self.amount, "订单金额（元）")?,
+            receipt: amount(self.receipt, "商家实收（元）")?,
+            alipay_discount: amount(self.alipay_discount, "支付宝优惠（元）")?,
+            merchant_discount: amount(self.merchant_discount, "商家优惠（元）")?,
+            card: amount(self.card, "卡消费金额（元）")?,
+            fee: amount(self.fee, "服务费（元）")?,
+            profit_share: amount(self.profit_share, "分润（元）")?,
+            net_receipt: amount(self.net_receipt, "实收净额（元）")?,
+        })
+    }
+}
+
+/// Parses a summary file (GBK bytes). Header-driven like the detail file: the columns are
+/// mapped once, from the header row.
 pub fn parse_summary(gbk: impl Read) -> Result<Summary, BillError> {
     let mut csv = csv_reader(gbk);
     let mut summary = Summary::default();
-    let mut columns: Option<Vec<String>> = None;
-    for row in csv.byte_records() {
-        let row = row.map_err(csv_error)?;
+    let mut columns: Option<SummaryColumns> = None;
+    let mut row = csv::ByteRecord::new();
+    while csv.read_byte_record(&mut row).map_err(csv_error)? {
         let line = row.position().map_or(0, csv::Position::line);
         if row.get(0).is_some_and(|first| first.starts_with(b"#")) {
             let text = line_text(&row);
@@ -644,54 +719,16 @@ pub fn parse_summary(gbk: impl Read) -> Result<Summary, BillError> {
             }
             continue;
         }
-        let Some(names) = &columns else {
+        let Some(columns) = &columns else {
             if row.iter().any(|cell| text(trim(cell)) == "门店编号") {
-                columns = Some(row.iter().map(normalize_header).collect());
+                columns = Some(SummaryColumns::from_header(&row));
             }
             continue;
         };
         if row.iter().all(|cell| trim(cell).is_empty()) {
             continue;
         }
-        let cell = |name: &str| {
-            text(
-                names
-                    .iter()
-                    .position(|n| n == name)
-                    .and_then(|i| row.get(i))
-                    .map_or(&b""[..], trim),
-            )
-        };
-        let error = |reason: String| BillError::Row { line, reason };
-        let count = |name: &str| {
-            let text = cell(name);
-            if text.is_empty() {
-                return Ok(0);
-            }
-            text.parse::<u64>()
-                .map_err(|_| error(format!("{name} is not a count: {text:?}")))
-        };
-        let amount = |name: &str| {
-            let text = cell(name);
-            if text.is_empty() {
-                return Ok(Fen::ZERO);
-            }
-            Fen::from_yuan(&text).map_err(|_| error(format!("{name} is not an amount: {text:?}")))
-        };
-        let parsed = SummaryRow {
-            store_id: cell("门店编号").into_owned(),
-            store_name: cell("门店名称").into_owned(),
-            payment_count: count("交易订单总笔数")?,
-            refund_count: count("退款订单总笔数")?,
-            amount: amount("订单金额（元）")?,
-            receipt: amount("商家实收（元）")?,
-            alipay_discount: amount("支付宝优惠（元）")?,
-            merchant_discount: amount("商家优惠（元）")?,
-            card: amount("卡消费金额（元）")?,
-            fee: amount("服务费（元）")?,
-            profit_share: amount("分润（元）")?,
-            net_receipt: amount("实收净额（元）")?,
-        };
+        let parsed = columns.row(&row, line)?;
         if parsed.store_id == "合计" {
             summary.total = Some(parsed);
         } else {
