@@ -27,6 +27,15 @@
 //! goes on with the next row, so the caller decides whether one bad row fails the day. The
 //! footer totals are parsed and compared with what was read ([`DetailReader::check_totals`]),
 //! so a reconciler can prove it saw every row.
+//!
+//! Whatever the input, reading costs time linear in it and memory independent of it: columns
+//! are mapped once per file; a row (quoted content included) is at most [`MAX_ROW_BYTES`] long
+//! and has at most [`MAX_COLUMNS`] cells; at most [`MAX_COMMENT_LINES`] `#` lines of at most
+//! [`MAX_COMMENT_LINE_BYTES`] are kept before a header row and after it; the summary has at
+//! most [`MAX_SUMMARY_ROWS`] rows, the archive at most [`MAX_ENTRIES`] entries; and an entry may
+//! inflate to at most [`BillLimits`] (by default [`MAX_DETAIL_BYTES`] and
+//! [`MAX_SUMMARY_BYTES`]). Past a cap the bill is malformed (a `BillError` saying so, with
+//! the line where there is one), and reading ends.
 
 use crate::money::Fen;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -43,9 +52,50 @@ pub const TRADE_NO_HEADER: &str = "支付宝交易号";
 /// The footer line that closes the detail rows.
 pub const DETAIL_END_MARKER: &str = "业务明细列表结束";
 
+/// The most a detail entry may inflate to, by default ([`BillLimits::max_detail_bytes`]):
+/// a day of a million rows is 300–400 MB of CSV.
+pub const MAX_DETAIL_BYTES: u64 = 2 << 30;
+/// The most a summary entry may inflate to, by default ([`BillLimits::max_summary_bytes`]):
+/// it has a row per store.
+pub const MAX_SUMMARY_BYTES: u64 = 16 << 20;
+/// The longest row (or `#` line) in bytes, quoted content and line break included. Alipay's
+/// detail rows are about 300 bytes; a longer row is most likely an unclosed quote.
+pub const MAX_ROW_BYTES: u64 = 64 * 1024;
+/// The most cells a row may have: Alipay writes 25 in the detail file and 12 in the summary.
+pub const MAX_COLUMNS: usize = 256;
+/// The most `#` lines kept before a file's header row, and again after it (Alipay writes 4
+/// and 4 in the detail file).
+pub const MAX_COMMENT_LINES: usize = 64;
+/// The longest `#` line in bytes (Alipay's are about 100).
+pub const MAX_COMMENT_LINE_BYTES: u64 = 4 * 1024;
+/// The most store rows a summary file may have.
+pub const MAX_SUMMARY_ROWS: usize = 100_000;
+/// The most entries a bill archive may have (Alipay's have two).
+pub const MAX_ENTRIES: usize = 64;
+
 /// How much of an unnamed entry is read to tell the detail file from the summary.
 const SNIFF_BYTES: u64 = 8 * 1024;
 const BUFFER_BYTES: usize = 64 * 1024;
+
+/// How large the entries of a bill archive may inflate to: past that, the bill is refused as
+/// malformed (a ZIP bomb) instead of being read for ever. The other caps (row length, cells,
+/// `#` lines) are fixed: Alipay's files are far from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillLimits {
+    /// The detail file (`…业务明细.csv`), in bytes.
+    pub max_detail_bytes: u64,
+    /// The summary file (`…业务明细(汇总).csv`), in bytes.
+    pub max_summary_bytes: u64,
+}
+
+impl Default for BillLimits {
+    fn default() -> Self {
+        BillLimits {
+            max_detail_bytes: MAX_DETAIL_BYTES,
+            max_summary_bytes: MAX_SUMMARY_BYTES,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BillError {
@@ -71,6 +121,28 @@ pub enum BillError {
         stated: String,
         counted: String,
     },
+    #[error("malformed bill: line {line}: a row longer than {max} bytes (an unclosed quote?)")]
+    RowTooLong { line: u64, max: u64 },
+    #[error("malformed bill: line {line}: {columns} cells, more than {max}")]
+    TooManyColumns {
+        line: u64,
+        columns: usize,
+        max: usize,
+    },
+    #[error("malformed bill: line {line}: more than {max} `#` lines {place}")]
+    TooManyCommentLines {
+        line: u64,
+        max: usize,
+        place: &'static str,
+    },
+    #[error("malformed bill: line {line}: a `#` line longer than {max} bytes")]
+    CommentLineTooLong { line: u64, max: u64 },
+    #[error("malformed bill: line {line}: the summary has more than {max} rows")]
+    TooManySummaryRows { line: u64, max: usize },
+    #[error("malformed bill: {entry} inflates to more than {max} bytes")]
+    EntryTooLarge { entry: String, max: u64 },
+    #[error("malformed bill: the archive has {entries} entries, more than {max}")]
+    TooManyEntries { entries: usize, max: usize },
 }
 
 impl From<zip::result::ZipError> for BillError {
@@ -240,6 +312,131 @@ fn csv_reader<R: Read>(gbk: R) -> csv::Reader<R> {
         .terminator(csv::Terminator::Any(b'\n'))
         .buffer_capacity(BUFFER_BYTES)
         .from_reader(gbk)
+}
+
+/// The input under the CSV reader, enforcing what one row and the whole entry may cost.
+///
+/// The CSV reader asks for more input only once it has consumed everything it was given, so
+/// at each read everything delivered since the current row's start belongs to that row: past
+/// [`MAX_ROW_BYTES`] the row is refused before it is buffered any further (an unclosed quote
+/// would otherwise swallow the rest of the file into one cell). Rows that end within the last
+/// chunk are measured exactly by [`Rows::read`].
+struct Guard<R> {
+    inner: R,
+    /// Names the entry in [`BillError::EntryTooLarge`].
+    entry: String,
+    max_bytes: u64,
+    delivered: u64,
+    /// Where the row being read starts (byte offset, line), set before each row.
+    row_start: u64,
+    row_line: u64,
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.delivered.saturating_sub(self.row_start) > MAX_ROW_BYTES {
+            return Err(io::Error::other(BillError::RowTooLong {
+                line: self.row_line,
+                max: MAX_ROW_BYTES,
+            }));
+        }
+        // One byte past the cap is enough to tell that the entry is too large.
+        let room = self
+            .max_bytes
+            .saturating_sub(self.delivered)
+            .saturating_add(1);
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let read = self.inner.read(&mut buf[..len])?;
+        self.delivered = self.delivered.saturating_add(read as u64);
+        if self.delivered > self.max_bytes {
+            return Err(io::Error::other(BillError::EntryTooLarge {
+                entry: self.entry.clone(),
+                max: self.max_bytes,
+            }));
+        }
+        Ok(read)
+    }
+}
+
+/// The rows of one file, each at most [`MAX_ROW_BYTES`] long, the file at most `max_bytes`.
+struct Rows<R: Read> {
+    csv: csv::Reader<Guard<R>>,
+}
+
+impl<R: Read> Rows<R> {
+    fn new(gbk: R, entry: String, max_bytes: u64) -> Self {
+        Rows {
+            csv: csv_reader(Guard {
+                inner: gbk,
+                entry,
+                max_bytes,
+                delivered: 0,
+                row_start: 0,
+                row_line: 1,
+            }),
+        }
+    }
+
+    /// Reads the next row into `row`: `Some(length in bytes)`, or `None` at the end.
+    fn read(&mut self, row: &mut csv::ByteRecord) -> Result<Option<u64>, BillError> {
+        let start = self.csv.position().byte();
+        let line = self.csv.position().line();
+        let guard = self.csv.get_mut();
+        guard.row_start = start;
+        guard.row_line = line;
+        if !self.csv.read_byte_record(row).map_err(csv_error)? {
+            return Ok(None);
+        }
+        let length = self.csv.position().byte().saturating_sub(start);
+        if length > MAX_ROW_BYTES {
+            return Err(BillError::RowTooLong {
+                line,
+                max: MAX_ROW_BYTES,
+            });
+        }
+        Ok(Some(length))
+    }
+}
+
+/// Where the `#` lines of a file go: before or after its header row.
+const BEFORE_HEADER: &str = "before the header row";
+const AFTER_HEADER: &str = "after the header row";
+
+/// Keeps a `#` line, within [`MAX_COMMENT_LINE_BYTES`] and [`MAX_COMMENT_LINES`].
+fn keep_comment(
+    lines: &mut Vec<String>,
+    row: &csv::ByteRecord,
+    line: u64,
+    length: u64,
+    place: &'static str,
+) -> Result<(), BillError> {
+    if length > MAX_COMMENT_LINE_BYTES {
+        return Err(BillError::CommentLineTooLong {
+            line,
+            max: MAX_COMMENT_LINE_BYTES,
+        });
+    }
+    if lines.len() >= MAX_COMMENT_LINES {
+        return Err(BillError::TooManyCommentLines {
+            line,
+            max: MAX_COMMENT_LINES,
+            place,
+        });
+    }
+    lines.push(line_text(row));
+    Ok(())
+}
+
+/// A row with more than [`MAX_COLUMNS`] cells is malformed.
+fn check_columns(row: &csv::ByteRecord, line: u64) -> Result<(), BillError> {
+    if row.len() > MAX_COLUMNS {
+        return Err(BillError::TooManyColumns {
+            line,
+            columns: row.len(),
+            max: MAX_COLUMNS,
+        });
+    }
+    Ok(())
 }
 
 /// Header names compared without padding and with ASCII parentheses read as full-width ones.
@@ -418,27 +615,45 @@ fn parse_totals(line: &str, receipt_label: &str, discount_label: &str) -> Option
 
 /// Streams the rows of one detail file (GBK bytes). An iterator of
 /// `Result<BillRecord, BillError>`; the header and footer lines are available alongside.
+///
+/// Reading costs time linear in the input and memory independent of it: a row longer than
+/// [`MAX_ROW_BYTES`], a header row of more than [`MAX_COLUMNS`] cells, too many or too long
+/// `#` lines, or an input larger than its cap end the reading with an error (a data row of
+/// too many cells is an error of that row only).
 pub struct DetailReader<R: Read> {
-    csv: csv::Reader<R>,
+    rows: Rows<R>,
     row: csv::ByteRecord,
     columns: Option<Columns>,
     header_lines: Vec<String>,
     footer: Footer,
     counted: Counted,
     finished: bool,
+    /// The error that ended the reading before the end of the file, if one did.
+    failed: Option<BillError>,
 }
 
 impl<R: Read> DetailReader<R> {
-    /// Reads the detail CSV from `gbk` (GBK-encoded bytes; CRLF or LF line ends).
+    /// Reads the detail CSV from `gbk` (GBK-encoded bytes; CRLF or LF line ends), at most
+    /// [`MAX_DETAIL_BYTES`] of it.
     pub fn new(gbk: R) -> Self {
+        Self::with_max_bytes(gbk, MAX_DETAIL_BYTES)
+    }
+
+    /// Reads the detail CSV from `gbk`; more than `max_bytes` is [`BillError::EntryTooLarge`].
+    pub fn with_max_bytes(gbk: R, max_bytes: u64) -> Self {
+        Self::reading(gbk, "the detail file".to_owned(), max_bytes)
+    }
+
+    fn reading(gbk: R, entry: String, max_bytes: u64) -> Self {
         DetailReader {
-            csv: csv_reader(gbk),
+            rows: Rows::new(gbk, entry, max_bytes),
             row: csv::ByteRecord::new(),
             columns: None,
             header_lines: Vec::new(),
             footer: Footer::default(),
             counted: Counted::default(),
             finished: false,
+            failed: None,
         }
     }
 
@@ -457,27 +672,51 @@ impl<R: Read> DetailReader<R> {
         &self.counted
     }
 
-    /// After the last row: the end marker was there, and the footer's counts and sums equal
-    /// the rows read (a row that failed to parse makes this fail too).
+    /// After the last row: the file was read to its end, the end marker was there, and the
+    /// footer's counts and sums equal the rows read (a row that failed to parse makes this
+    /// fail too).
     pub fn check_totals(&self) -> Result<(), BillError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
         check_totals(&self.footer, &self.counted)
     }
 
-    fn comment(&mut self, text: String) {
+    /// Ends the reading with `error`.
+    fn fail(&mut self, error: BillError) -> Option<Result<BillRecord, BillError>> {
+        self.finished = true;
+        self.failed = Some(error.clone());
+        Some(Err(error))
+    }
+
+    fn comment(&mut self, line: u64, length: u64) -> Result<(), BillError> {
         if self.columns.is_none() {
-            self.header_lines.push(text);
-            return;
+            return keep_comment(
+                &mut self.header_lines,
+                &self.row,
+                line,
+                length,
+                BEFORE_HEADER,
+            );
         }
+        keep_comment(
+            &mut self.footer.lines,
+            &self.row,
+            line,
+            length,
+            AFTER_HEADER,
+        )?;
+        let text = self.footer.lines.last().map_or("", String::as_str);
         if text.contains(DETAIL_END_MARKER) {
             self.footer.ended = true;
         } else if text.contains("交易合计") {
-            self.footer.payments = parse_totals(&text, "商家实收共", "商家优惠共");
+            self.footer.payments = parse_totals(text, "商家实收共", "商家优惠共");
         } else if text.contains("退款合计") {
-            self.footer.refunds = parse_totals(&text, "商家实收退款共", "商家优惠退款共");
-        } else if let Some(at) = between(&text, "导出时间：[", ']') {
+            self.footer.refunds = parse_totals(text, "商家实收退款共", "商家优惠退款共");
+        } else if let Some(at) = between(text, "导出时间：[", ']') {
             self.footer.exported_at = Some(at.to_owned());
         }
-        self.footer.lines.push(text);
+        Ok(())
     }
 }
 
@@ -489,26 +728,34 @@ impl<R: Read> Iterator for DetailReader<R> {
             if self.finished {
                 return None;
             }
-            match self.csv.read_byte_record(&mut self.row) {
-                Ok(true) => {}
-                Ok(false) => {
+            let length = match self.rows.read(&mut self.row) {
+                Ok(Some(length)) => length,
+                Ok(None) => {
+                    if self.columns.is_none() {
+                        return self.fail(BillError::NoHeader);
+                    }
                     self.finished = true;
-                    return self.columns.is_none().then_some(Err(BillError::NoHeader));
+                    return None;
                 }
-                Err(e) => {
-                    self.finished = true;
-                    return Some(Err(csv_error(e)));
-                }
-            }
+                Err(e) => return self.fail(e),
+            };
             let line = self.row.position().map_or(0, csv::Position::line);
             if self.row.get(0).is_some_and(|first| first.starts_with(b"#")) {
-                // A `#` line read as CSV: put its commas back.
-                let text = line_text(&self.row);
-                self.comment(text);
+                // A `#` line read as CSV: its commas are put back.
+                if let Err(e) = self.comment(line, length) {
+                    return self.fail(e);
+                }
                 continue;
             }
             if self.footer.ended || self.row.iter().all(|cell| trim(cell).is_empty()) {
                 continue;
+            }
+            if let Err(e) = check_columns(&self.row, line) {
+                return match self.columns {
+                    // A data row: that row is malformed.
+                    Some(_) => Some(Err(e)),
+                    None => self.fail(e),
+                };
             }
             let Some(columns) = &self.columns else {
                 if self
@@ -518,10 +765,7 @@ impl<R: Read> Iterator for DetailReader<R> {
                 {
                     match Columns::from_header(&self.row, line) {
                         Ok(columns) => self.columns = Some(columns),
-                        Err(e) => {
-                            self.finished = true;
-                            return Some(Err(e));
-                        }
+                        Err(e) => return self.fail(e),
                     }
                 }
                 continue;
@@ -548,7 +792,11 @@ impl<R: Read> Iterator for DetailReader<R> {
 fn csv_error(e: csv::Error) -> BillError {
     let line = e.position().map_or(0, csv::Position::line);
     match e.into_kind() {
-        csv::ErrorKind::Io(io) => BillError::Read(io.to_string()),
+        // A cap of [`Guard`] comes through the CSV reader as an I/O error.
+        csv::ErrorKind::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<BillError>()) {
+            Some(cap) => cap.clone(),
+            None => BillError::Read(io.to_string()),
+        },
         other => BillError::Row {
             line,
             reason: format!("{other:?}"),
@@ -702,35 +950,49 @@ impl SummaryColumns {
     }
 }
 
-/// Parses a summary file (GBK bytes). Header-driven like the detail file: the columns are
-/// mapped once, from the header row.
+/// Parses a summary file (GBK bytes), at most [`MAX_SUMMARY_BYTES`] of it. Header-driven
+/// like the detail file: the columns are mapped once, from the header row.
 pub fn parse_summary(gbk: impl Read) -> Result<Summary, BillError> {
-    let mut csv = csv_reader(gbk);
+    read_summary(Rows::new(
+        gbk,
+        "the summary file".to_owned(),
+        MAX_SUMMARY_BYTES,
+    ))
+}
+
+fn read_summary<R: Read>(mut rows: Rows<R>) -> Result<Summary, BillError> {
     let mut summary = Summary::default();
     let mut columns: Option<SummaryColumns> = None;
     let mut row = csv::ByteRecord::new();
-    while csv.read_byte_record(&mut row).map_err(csv_error)? {
+    while let Some(length) = rows.read(&mut row)? {
         let line = row.position().map_or(0, csv::Position::line);
         if row.get(0).is_some_and(|first| first.starts_with(b"#")) {
-            let text = line_text(&row);
             match columns {
-                None => summary.header_lines.push(text),
-                Some(_) => summary.footer_lines.push(text),
+                None => keep_comment(&mut summary.header_lines, &row, line, length, BEFORE_HEADER)?,
+                Some(_) => {
+                    keep_comment(&mut summary.footer_lines, &row, line, length, AFTER_HEADER)?
+                }
             }
             continue;
         }
+        if row.iter().all(|cell| trim(cell).is_empty()) {
+            continue;
+        }
+        check_columns(&row, line)?;
         let Some(columns) = &columns else {
             if row.iter().any(|cell| text(trim(cell)) == "门店编号") {
                 columns = Some(SummaryColumns::from_header(&row));
             }
             continue;
         };
-        if row.iter().all(|cell| trim(cell).is_empty()) {
-            continue;
-        }
         let parsed = columns.row(&row, line)?;
         if parsed.store_id == "合计" {
             summary.total = Some(parsed);
+        } else if summary.rows.len() >= MAX_SUMMARY_ROWS {
+            return Err(BillError::TooManySummaryRows {
+                line,
+                max: MAX_SUMMARY_ROWS,
+            });
         } else {
             summary.rows.push(parsed);
         }
@@ -757,11 +1019,24 @@ pub struct BillArchive<R: Read + Seek> {
     names: Vec<String>,
     detail: usize,
     summary: Option<usize>,
+    limits: BillLimits,
 }
 
 impl<R: Read + Seek> BillArchive<R> {
+    /// Opens a bill archive with the default [`BillLimits`].
     pub fn new(reader: R) -> Result<Self, BillError> {
+        Self::with_limits(reader, BillLimits::default())
+    }
+
+    /// Opens a bill archive whose entries may inflate to at most `limits`.
+    pub fn with_limits(reader: R, limits: BillLimits) -> Result<Self, BillError> {
         let mut archive = zip::ZipArchive::new(reader)?;
+        if archive.len() > MAX_ENTRIES {
+            return Err(BillError::TooManyEntries {
+                entries: archive.len(),
+                max: MAX_ENTRIES,
+            });
+        }
         // In index order (the archive keeps its entries in an ordered map).
         let names: Vec<String> = archive.file_names_raw().map(decode_entry_name).collect();
         let is_file = |name: &String| !name.ends_with('/');
@@ -781,7 +1056,13 @@ impl<R: Read + Seek> BillArchive<R> {
             names,
             detail,
             summary: summary.filter(|&s| s != detail),
+            limits,
         })
+    }
+
+    /// What the entries may inflate to.
+    pub fn limits(&self) -> BillLimits {
+        self.limits
     }
 
     /// Every entry name, decoded.
@@ -797,17 +1078,41 @@ impl<R: Read + Seek> BillArchive<R> {
         self.summary.map(|i| self.names[i].as_str())
     }
 
-    /// Streams the detail rows straight out of the archive.
+    /// Streams the detail rows straight out of the archive, at most
+    /// [`BillLimits::max_detail_bytes`] of them.
     pub fn detail(&mut self) -> Result<DetailReader<zip::read::ZipFile<'_, R>>, BillError> {
-        Ok(DetailReader::new(self.archive.by_index(self.detail)?))
+        let max = self.limits.max_detail_bytes;
+        let (entry, name) = self.entry(self.detail, max)?;
+        Ok(DetailReader::reading(entry, name, max))
     }
 
-    /// The parsed summary file, if the archive has one.
+    /// The parsed summary file, if the archive has one (at most
+    /// [`BillLimits::max_summary_bytes`] of it).
     pub fn summary(&mut self) -> Result<Option<Summary>, BillError> {
-        match self.summary {
-            Some(index) => parse_summary(self.archive.by_index(index)?).map(Some),
-            None => Ok(None),
+        let Some(index) = self.summary else {
+            return Ok(None);
+        };
+        let max = self.limits.max_summary_bytes;
+        let (entry, name) = self.entry(index, max)?;
+        read_summary(Rows::new(entry, name, max)).map(Some)
+    }
+
+    /// An entry and its name; refused at once when its stated size is over `max_bytes` (the
+    /// reading enforces the cap whatever the entry states).
+    fn entry(
+        &mut self,
+        index: usize,
+        max_bytes: u64,
+    ) -> Result<(zip::read::ZipFile<'_, R>, String), BillError> {
+        let name = self.names.get(index).cloned().unwrap_or_default();
+        let entry = self.archive.by_index(index)?;
+        if entry.size() > max_bytes {
+            return Err(BillError::EntryTooLarge {
+                entry: name,
+                max: max_bytes,
+            });
         }
+        Ok((entry, name))
     }
 }
 
@@ -883,6 +1188,7 @@ pub fn parse_zip(bytes: &[u8]) -> Result<Bill, BillError> {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::time::{Duration, Instant};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -1188,5 +1494,315 @@ mod tests {
             parse_beijing_time("2019-09-16 10:55:16").ok_or("time")?
         );
         Ok(())
+    }
+
+    /// Runs `f`, which must finish well within a test's time (debug build, busy machine):
+    /// what the caps promise is a prompt answer whatever the input.
+    fn promptly<T>(f: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let result = f();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(5), "took {took:?}");
+        result
+    }
+
+    const DETAIL_NAME: &str = "20881234567890120156_20190916_业务明细.csv";
+    const SUMMARY_NAME: &str = "20881234567890120156_20190916_业务明细(汇总).csv";
+
+    /// A bill archive of `detail` (text) and `summary` (GBK bytes).
+    fn bill_zip(detail: &str, summary: Vec<u8>) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+        zip_of(&[(DETAIL_NAME, gbk(detail)), (SUMMARY_NAME, summary)])
+    }
+
+    /// The summary fuzzing found (a header of 100,000 cells over 100,000 short rows, under a
+    /// kilobyte zipped) took a minute when every field of every row looked its column up in
+    /// the header; now its header row is refused at once.
+    #[test]
+    fn a_summary_with_a_huge_header_is_refused_promptly() -> TestResult {
+        let mut summary = gbk("#支付宝业务汇总查询\n门店编号");
+        summary.extend(b",x".repeat(100_000));
+        summary.push(b'\n');
+        summary.extend(b"S1\n".repeat(100_000));
+        let bytes = bill_zip(&detail_text(HEADER, &ROWS, "\n"), summary)?;
+        let mut archive = BillArchive::new(io::Cursor::new(bytes))?;
+        assert_eq!(
+            promptly(|| archive.summary()),
+            Err(BillError::RowTooLong {
+                line: 2,
+                max: MAX_ROW_BYTES
+            })
+        );
+        Ok(())
+    }
+
+    /// A header row under the row cap but over the cell cap is refused too.
+    #[test]
+    fn a_summary_with_too_many_columns_is_refused() -> TestResult {
+        let mut summary = gbk("门店编号");
+        summary.extend(b",x".repeat(MAX_COLUMNS));
+        summary.extend(b"\nS1\n".repeat(1_000));
+        let result = promptly(|| parse_summary(summary.as_slice()));
+        assert_eq!(
+            result,
+            Err(BillError::TooManyColumns {
+                line: 1,
+                columns: MAX_COLUMNS + 1,
+                max: MAX_COLUMNS
+            })
+        );
+        Ok(())
+    }
+
+    /// As wide a summary as is allowed, over many rows, costs a column lookup per file, not
+    /// per field: it reads at the speed of its bytes.
+    #[test]
+    fn a_wide_summary_reads_in_linear_time() -> TestResult {
+        let header = "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）";
+        let mut text = header.to_owned();
+        text.push_str(&",".repeat(MAX_COLUMNS - 12));
+        text.push('\n');
+        for i in 0..20_000 {
+            text.push_str(&format!(
+                "S{i}\t,,1,0,0.01,0.01,0.00,0.00,0.00,0.00,0.00,0.01\n"
+            ));
+        }
+        text.push_str("合计,,20000,0,200.00,200.00,0.00,0.00,0.00,0.00,0.00,200.00\n");
+        let bytes = bill_zip(&detail_text(HEADER, &ROWS, "\n"), gbk(&text))?;
+        let mut archive = BillArchive::new(io::Cursor::new(bytes))?;
+        let summary = promptly(|| archive.summary())?.ok_or("no summary")?;
+        assert_eq!(summary.rows.len(), 20_000);
+        assert_eq!(summary.rows[19_999].store_id, "S19999");
+        let total = summary.total.ok_or("no total")?;
+        assert_eq!(total.payment_count, 20_000);
+        assert_eq!(total.receipt, Fen::new(20_000));
+        Ok(())
+    }
+
+    /// One quote never closed once made the rest of a 255 KiB ZIP a single 300 MiB cell; now
+    /// the row is refused at [`MAX_ROW_BYTES`], having buffered no more than that and a chunk.
+    #[test]
+    fn an_unclosed_quote_is_refused_at_the_row_cap() -> TestResult {
+        let unclosed = ROWS[1].replace("\"咖啡,大杯\"", "\"咖啡,大杯");
+        let mut rows = vec![ROWS[0], unclosed.as_str()];
+        // Rows without quotes after it: a later quote would close the cell.
+        rows.extend(std::iter::repeat_n(ROWS[0], 1_000));
+        let bytes = bill_zip(&detail_text(HEADER, &rows, "\r\n"), gbk(SUMMARY))?;
+        let mut archive = BillArchive::new(io::Cursor::new(bytes))?;
+        let mut reader = archive.detail()?;
+        let results: Vec<_> = promptly(|| reader.by_ref().collect());
+        let error = BillError::RowTooLong {
+            line: 7,
+            max: MAX_ROW_BYTES,
+        };
+        assert_eq!(results.len(), 2);
+        assert!(results[0].is_ok());
+        assert_eq!(results[1], Err(error.clone()));
+        let guard = reader.rows.csv.get_ref();
+        assert!(
+            guard.delivered <= guard.row_start + MAX_ROW_BYTES + BUFFER_BYTES as u64,
+            "read {} bytes",
+            guard.delivered
+        );
+        assert_eq!(reader.next(), None);
+        assert_eq!(reader.check_totals(), Err(error));
+        Ok(())
+    }
+
+    /// A data row of too many cells is that row's error; the reading goes on.
+    #[test]
+    fn a_data_row_of_too_many_cells_is_an_error_of_that_row() {
+        let wide = format!("{}{}", ROWS[1], ",".repeat(MAX_COLUMNS));
+        let text = detail_text(HEADER, &[ROWS[0], &wide, ROWS[2]], "\n");
+        let (results, _, _, _) = parse_text(&text);
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok());
+        assert_eq!(
+            results[1],
+            Err(BillError::TooManyColumns {
+                line: 7,
+                columns: 25 + MAX_COLUMNS,
+                max: MAX_COLUMNS
+            })
+        );
+        assert!(results[2].is_ok());
+    }
+
+    /// `#` lines are kept (header and footer), so only so many of them: a ZIP of `#` lines
+    /// once kept hundreds of MiB.
+    #[test]
+    fn too_many_hash_lines_are_refused() -> TestResult {
+        let many = "#-\n".repeat(100_000);
+        let before = format!("{many}{}", detail_text(HEADER, &ROWS, "\n"));
+        let mut archive = BillArchive::new(io::Cursor::new(bill_zip(&before, gbk(SUMMARY))?))?;
+        let mut reader = archive.detail()?;
+        assert_eq!(
+            promptly(|| reader.next()),
+            Some(Err(BillError::TooManyCommentLines {
+                line: MAX_COMMENT_LINES as u64 + 1,
+                max: MAX_COMMENT_LINES,
+                place: BEFORE_HEADER
+            }))
+        );
+        assert_eq!(reader.next(), None);
+        assert!(reader.header_lines().len() <= MAX_COMMENT_LINES);
+
+        // After the footer: the rows and totals were fine, the bill is not.
+        let after = format!("{}{many}", detail_text(HEADER, &ROWS, "\n"));
+        let mut archive = BillArchive::new(io::Cursor::new(bill_zip(&after, gbk(SUMMARY))?))?;
+        let mut reader = archive.detail()?;
+        let results: Vec<_> = promptly(|| reader.by_ref().collect());
+        // Lines 9 to 12 are the end marker and the footer; line 73 is the 65th `#` line.
+        let error = BillError::TooManyCommentLines {
+            line: 9 + MAX_COMMENT_LINES as u64,
+            max: MAX_COMMENT_LINES,
+            place: AFTER_HEADER,
+        };
+        assert_eq!(results.len(), 4);
+        assert_eq!(results[3], Err(error.clone()));
+        assert_eq!(reader.footer().lines.len(), MAX_COMMENT_LINES);
+        assert_eq!(reader.check_totals(), Err(error));
+
+        let summary = gbk(&format!("{many}{SUMMARY}"));
+        let result = promptly(|| parse_summary(summary.as_slice()));
+        assert!(
+            matches!(result, Err(BillError::TooManyCommentLines { line: 65, .. })),
+            "{result:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_hash_line_is_refused() {
+        let long = format!(
+            "#{}\n{}",
+            "x".repeat(5_000),
+            detail_text(HEADER, &ROWS, "\n")
+        );
+        let (results, _, _, _) = parse_text(&long);
+        assert_eq!(
+            results,
+            vec![Err(BillError::CommentLineTooLong {
+                line: 1,
+                max: MAX_COMMENT_LINE_BYTES
+            })]
+        );
+    }
+
+    /// An entry inflating past its cap is refused: at once when its stated size says so,
+    /// while reading when it does not (a lying or streamed entry).
+    #[test]
+    fn an_entry_inflating_past_its_cap_is_refused() -> TestResult {
+        let rows = vec![ROWS[1]; 2_000];
+        let detail = detail_text(HEADER, &rows, "\r\n");
+        let bytes = bill_zip(&detail, gbk(SUMMARY))?;
+        let limits = BillLimits {
+            max_detail_bytes: 64 * 1024,
+            max_summary_bytes: 100,
+        };
+        let mut archive = BillArchive::with_limits(io::Cursor::new(bytes.as_slice()), limits)?;
+        assert_eq!(archive.limits(), limits);
+        assert_eq!(
+            archive.detail().err(),
+            Some(BillError::EntryTooLarge {
+                entry: DETAIL_NAME.to_owned(),
+                max: 64 * 1024
+            })
+        );
+        assert_eq!(
+            archive.summary(),
+            Err(BillError::EntryTooLarge {
+                entry: SUMMARY_NAME.to_owned(),
+                max: 100
+            })
+        );
+        // The default caps read it.
+        let mut archive = BillArchive::new(io::Cursor::new(bytes.as_slice()))?;
+        assert_eq!(archive.detail()?.filter(Result::is_ok).count(), 2_000);
+
+        // A reader states no size: the cap holds while reading.
+        let raw = gbk(&detail);
+        let mut reader = DetailReader::with_max_bytes(raw.as_slice(), 64 * 1024);
+        let results: Vec<_> = promptly(|| reader.by_ref().collect());
+        assert!(results.len() < 1_000, "{} rows", results.len());
+        assert_eq!(
+            results.last(),
+            Some(&Err(BillError::EntryTooLarge {
+                entry: "the detail file".to_owned(),
+                max: 64 * 1024
+            }))
+        );
+        assert_eq!(reader.rows.csv.get_ref().delivered, 64 * 1024 + 1);
+        Ok(())
+    }
+
+    /// An entry whose headers state less than it inflates to (the ZIP bomb that passes the
+    /// stated-size check) is refused as soon as it reads past what it stated.
+    #[test]
+    fn an_entry_larger_than_it_states_is_refused() -> TestResult {
+        let rows = vec![ROWS[1]; 2_000];
+        let detail = gbk(&detail_text(HEADER, &rows, "\r\n"));
+        let mut bytes = zip_of(&[(DETAIL_NAME, detail.clone())])?;
+        let real = u32::try_from(detail.len())?.to_le_bytes();
+        // The uncompressed size in the local header and in the central directory.
+        let mut patched = 0;
+        for at in 0..bytes.len().saturating_sub(30) {
+            let size_at = match &bytes[at..at + 4] {
+                b"PK\x03\x04" => at + 22,
+                b"PK\x01\x02" => at + 24,
+                _ => continue,
+            };
+            if bytes[size_at..size_at + 4] == real {
+                bytes[size_at..size_at + 4].copy_from_slice(&1_000u32.to_le_bytes());
+                patched += 1;
+            }
+        }
+        assert_eq!(patched, 2);
+        let limits = BillLimits {
+            max_detail_bytes: 64 * 1024,
+            ..BillLimits::default()
+        };
+        let mut archive = BillArchive::with_limits(io::Cursor::new(bytes), limits)?;
+        let mut reader = archive.detail()?;
+        let results: Vec<_> = promptly(|| reader.by_ref().collect());
+        assert!(
+            matches!(
+                results.last(),
+                Some(Err(BillError::Read(_) | BillError::EntryTooLarge { .. }))
+            ),
+            "{results:?}"
+        );
+        assert!(reader.rows.csv.get_ref().delivered <= 64 * 1024);
+        assert!(reader.check_totals().is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn an_archive_of_too_many_entries_is_refused() -> TestResult {
+        let names: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("{i}.csv")).collect();
+        let entries: Vec<(&str, Vec<u8>)> =
+            names.iter().map(|n| (n.as_str(), Vec::new())).collect();
+        let bytes = zip_of(&entries)?;
+        assert_eq!(
+            BillArchive::new(io::Cursor::new(bytes)).err(),
+            Some(BillError::TooManyEntries {
+                entries: MAX_ENTRIES + 1,
+                max: MAX_ENTRIES
+            })
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_summary_of_too_many_rows_is_refused() {
+        let mut summary = gbk("门店编号,交易订单总笔数\n");
+        summary.extend(b"S,1\n".repeat(MAX_SUMMARY_ROWS + 1));
+        let result = promptly(|| parse_summary(summary.as_slice()));
+        assert_eq!(
+            result,
+            Err(BillError::TooManySummaryRows {
+                line: MAX_SUMMARY_ROWS as u64 + 2,
+                max: MAX_SUMMARY_ROWS
+            })
+        );
     }
 }
