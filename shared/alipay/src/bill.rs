@@ -26,7 +26,8 @@
 //! being about rows at `业务明细列表结束`. A malformed row is an error naming its line; reading
 //! goes on with the next row, so the caller decides whether one bad row fails the day. The
 //! footer totals are parsed and compared with what was read ([`DetailReader::check_totals`]),
-//! so a reconciler can prove it saw every row.
+//! so a reconciler can prove it saw every row; [`DetailReader::check_bill`] adds the summary's
+//! `合计` row, for one answer on whether the bill is complete and consistent.
 //!
 //! Whatever the input, reading costs time linear in it and memory independent of it: columns
 //! are mapped once per file; a row (quoted content included) is at most [`MAX_ROW_BYTES`] long
@@ -143,6 +144,16 @@ pub enum BillError {
     EntryTooLarge { entry: String, max: u64 },
     #[error("malformed bill: the archive has {entries} entries, more than {max}")]
     TooManyEntries { entries: usize, max: usize },
+    #[error("the bill has no summary file (汇总) to check the detail file against")]
+    NoSummary,
+    #[error("the summary file has no 合计 row")]
+    NoSummaryTotal,
+    #[error("the summary's 合计 row says {what} {stated}, the detail rows add up to {counted}")]
+    SummaryMismatch {
+        what: &'static str,
+        stated: String,
+        counted: String,
+    },
 }
 
 impl From<zip::result::ZipError> for BillError {
@@ -682,6 +693,28 @@ impl<R: Read> DetailReader<R> {
         check_totals(&self.footer, &self.counted)
     }
 
+    /// After the last row, the one check of the whole bill: the detail file was read to its
+    /// end, its footer totals equal the rows read (see [`DetailReader::check_totals`]), and
+    /// the summary's `合计` row equals them too (see [`check_bill`]). Read the summary first
+    /// ([`BillArchive::summary`]), then the rows, then call this:
+    ///
+    /// ```no_run
+    /// # fn reconcile(file: std::fs::File) -> Result<(), alipay::bill::BillError> {
+    /// let mut archive = alipay::bill::BillArchive::new(file)?;
+    /// let summary = archive.summary()?;
+    /// let mut reader = archive.detail()?;
+    /// for row in reader.by_ref() {
+    ///     let _row = row?; // or note the bad row and go on
+    /// }
+    /// reader.check_bill(summary.as_ref())?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn check_bill(&self, summary: Option<&Summary>) -> Result<(), BillError> {
+        self.check_totals()?;
+        check_bill(&self.footer, &self.counted, summary)
+    }
+
     /// Ends the reading with `error`.
     fn fail(&mut self, error: BillError) -> Option<Result<BillRecord, BillError>> {
         self.finished = true;
@@ -844,6 +877,54 @@ fn check_totals(footer: &Footer, counted: &Counted) -> Result<(), BillError> {
         "退款合计 商家实收退款",
         refunds.receipt.to_yuan(),
         counted.refunds.receipt.to_yuan(),
+    )
+}
+
+/// The whole bill is complete and consistent: the detail file's end marker and footer totals
+/// are there and equal the rows read (`footer` against `counted`), and the summary's `合计`
+/// row states the same payment count, refund count and merchant receipt (`商家实收（元）`,
+/// payments and refunds together). A bill without a summary (`None`) or without its `合计`
+/// row is not complete.
+pub fn check_bill(
+    footer: &Footer,
+    counted: &Counted,
+    summary: Option<&Summary>,
+) -> Result<(), BillError> {
+    check_totals(footer, counted)?;
+    let total = summary
+        .ok_or(BillError::NoSummary)?
+        .total
+        .as_ref()
+        .ok_or(BillError::NoSummaryTotal)?;
+    let compare = |what: &'static str, stated: String, counted: String| {
+        if stated == counted {
+            Ok(())
+        } else {
+            Err(BillError::SummaryMismatch {
+                what,
+                stated,
+                counted,
+            })
+        }
+    };
+    compare(
+        "交易订单总笔数",
+        total.payment_count.to_string(),
+        counted.payments.count.to_string(),
+    )?;
+    compare(
+        "退款订单总笔数",
+        total.refund_count.to_string(),
+        counted.refunds.count.to_string(),
+    )?;
+    compare(
+        "商家实收（元）",
+        total.receipt.to_yuan(),
+        counted
+            .payments
+            .receipt
+            .checked_add(counted.refunds.receipt)
+            .map_or_else(|| "out of range".to_owned(), Fen::to_yuan),
     )
 }
 
@@ -1158,6 +1239,11 @@ impl Bill {
     /// The footer totals match the rows (see [`DetailReader::check_totals`]).
     pub fn check_totals(&self) -> Result<(), BillError> {
         check_totals(&self.footer, &self.counted)
+    }
+
+    /// The whole bill is complete and consistent, summary included (see [`check_bill`]).
+    pub fn check_bill(&self) -> Result<(), BillError> {
+        check_bill(&self.footer, &self.counted, self.summary.as_ref())
     }
 }
 
@@ -1804,5 +1890,89 @@ mod tests {
                 max: MAX_SUMMARY_ROWS
             })
         );
+    }
+
+    /// The reconciler's one check: read the summary, every row, then ask.
+    fn check_whole_bill(bytes: &[u8]) -> Result<(), BillError> {
+        let mut archive = BillArchive::new(io::Cursor::new(bytes))?;
+        let summary = archive.summary()?;
+        let mut reader = archive.detail()?;
+        for row in reader.by_ref() {
+            std::hint::black_box(row.ok());
+        }
+        reader.check_bill(summary.as_ref())
+    }
+
+    #[test]
+    fn a_complete_bill_passes_the_whole_bill_check() -> TestResult {
+        let bytes = bill_zip(&detail_text(HEADER, &ROWS, "\r\n"), gbk(SUMMARY))?;
+        check_whole_bill(&bytes)?;
+        parse_zip(&bytes)?.check_bill()?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_whole_bill_check_fails_on_a_cut_off_detail_file() -> TestResult {
+        let text = detail_text(HEADER, &ROWS, "\n");
+        // Cut before the end marker, and (footer lost) just after it.
+        let end = text.find(DETAIL_END_MARKER).ok_or("no end marker")?;
+        let before = &text[..text[..end].rfind('\n').ok_or("no line")? + 1];
+        let after = &text[..end + text[end..].find('\n').ok_or("no line")? + 1];
+        assert_eq!(
+            check_whole_bill(&bill_zip(before, gbk(SUMMARY))?),
+            Err(BillError::Truncated)
+        );
+        assert_eq!(
+            check_whole_bill(&bill_zip(after, gbk(SUMMARY))?),
+            Err(BillError::NoFooterTotals("交易合计"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_whole_bill_check_fails_when_the_summary_disagrees() -> TestResult {
+        let detail = detail_text(HEADER, &ROWS, "\r\n");
+        let cases = [
+            (",2,1,0.10,0.10,", ",3,1,0.10,0.10,", "交易订单总笔数"),
+            (",2,1,0.10,0.10,", ",2,0,0.10,0.10,", "退款订单总笔数"),
+            (",2,1,0.10,0.10,", ",2,1,0.10,0.11,", "商家实收（元）"),
+        ];
+        for (right, wrong, column) in cases {
+            let total = SUMMARY.find("合计").ok_or("no total")?;
+            let summary = format!(
+                "{}{}",
+                &SUMMARY[..total],
+                SUMMARY[total..].replacen(right, wrong, 1)
+            );
+            assert_ne!(summary, SUMMARY);
+            match check_whole_bill(&bill_zip(&detail, gbk(&summary))?) {
+                Err(BillError::SummaryMismatch { what, .. }) => assert_eq!(what, column),
+                other => panic!("{column}: expected a summary mismatch, got {other:?}"),
+            }
+        }
+        let no_total: String = SUMMARY
+            .lines()
+            .filter(|l| !l.starts_with("合计"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            check_whole_bill(&bill_zip(&detail, gbk(&no_total))?),
+            Err(BillError::NoSummaryTotal)
+        );
+        let detail_only = zip_of(&[(DETAIL_NAME, gbk(&detail))])?;
+        assert_eq!(check_whole_bill(&detail_only), Err(BillError::NoSummary));
+        Ok(())
+    }
+
+    /// A row that failed to parse is missing from the counts: the footer says otherwise.
+    #[test]
+    fn the_whole_bill_check_fails_when_a_row_did_not_parse() -> TestResult {
+        let bad = ROWS[1].replace(",0.10,0.10,", ",0.1x,0.10,");
+        let detail = detail_text(HEADER, &[ROWS[0], &bad, ROWS[2]], "\n");
+        assert!(matches!(
+            check_whole_bill(&bill_zip(&detail, gbk(SUMMARY))?),
+            Err(BillError::TotalsMismatch { .. })
+        ));
+        Ok(())
     }
 }
