@@ -31,24 +31,23 @@ pub fn read(
     let file =
         std::fs::File::open(path).map_err(|e| format!("the copied bill cannot be opened: {e}"))?;
     let mut archive = BillArchive::new(std::io::BufReader::new(file)).map_err(|e| e.to_string())?;
+    // The summary first (it is small), to check the detail rows against once all are read.
+    let summary = archive.summary().map_err(|e| e.to_string())?;
     let mut rows = 0;
-    let counted = {
-        let mut detail = archive.detail().map_err(|e| e.to_string())?;
-        for record in detail.by_ref() {
-            let record = record.map_err(|e| e.to_string())?;
-            matcher.row(&record);
-            rows += 1;
-            if let Some(progress) = progress.filter(|_| rows % PROGRESS_EVERY == 0) {
-                progress(rows);
-            }
-        }
-        if let Some(progress) = progress {
+    let mut detail = archive.detail().map_err(|e| e.to_string())?;
+    for record in detail.by_ref() {
+        let record = record.map_err(|e| e.to_string())?;
+        matcher.row(&record);
+        rows += 1;
+        if let Some(progress) = progress.filter(|_| rows % PROGRESS_EVERY == 0) {
             progress(rows);
         }
-        detail.check_totals().map_err(|e| e.to_string())?;
-        *detail.counted()
-    };
-    // The summary entry's totals are checked against the rows once the parser can do it.
-    let _ = (archive.summary().map_err(|e| e.to_string())?, counted);
+    }
+    if let Some(progress) = progress {
+        progress(rows);
+    }
+    detail
+        .check_bill(summary.as_ref())
+        .map_err(|e| e.to_string())?;
     Ok(ReadBill { rows })
 }

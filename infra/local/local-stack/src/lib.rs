@@ -16,6 +16,7 @@
 //!
 //! Moto and the sandbox keep their state in memory: every run starts with no orders.
 
+pub mod bills;
 pub mod expiry;
 pub mod gateway;
 pub mod keys;
@@ -144,6 +145,7 @@ pub struct LocalStack {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     expiry_task: JoinHandle<()>,
+    bill_tasks: [JoinHandle<()>; 2],
 }
 
 impl LocalStack {
@@ -209,6 +211,7 @@ impl LocalStack {
                 path_text(&sandbox_dir.join(alipay_sandbox::identity::ALIPAY_PUBLIC_KEY_FILE)),
             ),
             ("MERCHANT_API_KEYS_FILE", path_text(&merchant_key.keys_file)),
+            ("BILL_BUCKET", bills::BILL_BUCKET.to_owned()),
         ] {
             vars.insert(name.to_owned(), value);
         }
@@ -256,7 +259,43 @@ impl LocalStack {
             },
         });
 
+        let objects = aws_adapters::S3Objects::new(
+            aws_adapters::aws_sdk_s3::Client::new(&sdk),
+            bills::BILL_BUCKET,
+        );
+        objects
+            .ensure_bucket()
+            .await
+            .map_err(|e| format!("moto: the bill bucket: {e}"))?;
+        let bill_config = Config::from_lookup(Function::BillFetch, &lookup)?;
+        let fetcher = Arc::new(bill_fetch::BillFetcher {
+            alipay: wiring::build_with(&bill_config, &sdk).await?.alipay,
+            objects: objects.clone(),
+            clock: SystemClock,
+            schedule: bill_fetch::Schedule {
+                deadline_hour: bill_config.knobs.bill_deadline_hour,
+            },
+        });
+        let reconciler = Arc::new(reconcile::Reconciler {
+            store: aws_adapters::DynamoOrderStore::new(
+                aws_sdk_dynamodb::Client::new(&sdk),
+                ORDERS_TABLE,
+            ),
+            objects: objects.clone(),
+            clock: SystemClock,
+            scratch: std::env::temp_dir(),
+            progress: None,
+        });
+
+        let fetch_now = fetcher.clone();
         let app = axum::Router::new()
+            .route(
+                "/_local/bill-fetch",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let fetcher = fetch_now.clone();
+                    async move { run_bill_fetch(&fetcher, &body).await }
+                }),
+            )
             .fallback(serve_request)
             .with_state(functions);
         let (stop, mut stopped) = watch::channel(false);
@@ -280,6 +319,10 @@ impl LocalStack {
             },
             stopped.clone(),
         ));
+        let bill_tasks = [
+            tokio::spawn(bills::schedule(fetcher, stopped.clone())),
+            tokio::spawn(bills::deliver(objects, reconciler, stopped.clone())),
+        ];
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
@@ -303,6 +346,7 @@ impl LocalStack {
             stop,
             server,
             expiry_task,
+            bill_tasks,
         })
     }
 
@@ -377,6 +421,9 @@ impl LocalStack {
         let _ = self.stop.send(true);
         let _ = self.server.await;
         let _ = self.expiry_task.await;
+        for task in self.bill_tasks {
+            let _ = task.await;
+        }
         self.sandbox.shutdown().await;
         self.events.shutdown().await;
         drop(self.moto);
@@ -448,6 +495,23 @@ async fn create_expiry_queue(sqs: &aws_sdk_sqs::Client) -> Result<String, Error>
         .map_err(|e| format!("moto: creating the expiry queue: {e}"))?
         .queue_url
         .ok_or("moto: the expiry queue has no URL")?)
+}
+
+/// `POST /_local/bill-fetch`: runs bill-fetch now for `{"date": "yyyy-MM-dd"}` (or
+/// yesterday), as invoking the function by hand does; answers what it did.
+async fn run_bill_fetch(fetcher: &bills::Fetcher, body: &[u8]) -> axum::response::Response {
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let (status, answer) = match fetcher.handle(&event).await {
+        Ok(fetched) => (
+            StatusCode::OK,
+            serde_json::to_value(&fetched).unwrap_or_default(),
+        ),
+        Err(error) => (
+            StatusCode::BAD_GATEWAY,
+            serde_json::json!({"error": error.to_string()}),
+        ),
+    };
+    axum::response::IntoResponse::into_response((status, axum::Json(answer)))
 }
 
 fn path_text(path: &Path) -> String {

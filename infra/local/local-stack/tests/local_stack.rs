@@ -276,3 +276,147 @@ async fn the_expiry_queue_is_consumed_by_timeout_close() -> TestResult {
     stack.shutdown().await;
     Ok(())
 }
+
+/// The daily reconciliation as AWS runs it, over HTTP and S3 only: a payment whose
+/// notification never verifies stays PENDING here; the scheduled (here: requested) bill-fetch
+/// stores the sandbox's bill in S3, whose event runs reconcile: the order is healed to PAID,
+/// its `order.paid` event (source `reconciliation`) is published, and the report is in S3.
+#[tokio::test]
+async fn a_missed_payment_is_healed_by_the_daily_reconciliation() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stack = LocalStack::start(Options::on_free_ports(dir.path())).await?;
+    let api = stack.api_url().to_owned();
+    let sandbox = stack.sandbox_url().to_owned();
+    let key = stack.merchant_key().clone();
+    let secret = std::fs::read_to_string(&key.secret_file)?.trim().to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .no_proxy()
+        .build()?;
+
+    let out_trade_no = format!("T{}", chrono::Utc::now().timestamp_millis());
+    // Its notifications arrive with a signature that does not verify: never applied.
+    http.post(format!(
+        "{sandbox}/sandbox/trades/{out_trade_no}/notifications/switches"
+    ))
+    .json(&json!({"bad_signature": true}))
+    .send()
+    .await?
+    .error_for_status()?;
+    let body =
+        json!({"out_trade_no": out_trade_no, "amount_fen": 321, "subject": "tea", "scene": "qr"})
+            .to_string();
+    let created: Value = signed(
+        &http,
+        reqwest::Method::POST,
+        &api,
+        "/v1/payments",
+        &body,
+        key.key_id,
+        &secret,
+    )
+    .send()
+    .await?
+    .json()
+    .await?;
+    assert_eq!(created["status"], "PENDING", "{created}");
+    for step in ["scan", "pay"] {
+        http.post(format!("{sandbox}/sandbox/trades/{out_trade_no}/{step}"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+
+    // The next morning the bill is there; bill-fetch stores it, S3 tells reconcile.
+    http.post(format!("{sandbox}/sandbox/clock/advance"))
+        .json(&json!({"seconds": 34 * 3600}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let day = domain::beijing_day(chrono::Utc::now())
+        .format("%Y-%m-%d")
+        .to_string();
+    let fetched: Value = http
+        .post(format!("{api}/_local/bill-fetch"))
+        .json(&json!({"date": day}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(fetched["outcome"], "stored", "{fetched}");
+
+    let s3 = aws_adapters::aws_sdk_s3::Client::new(&stack.aws_sdk_config());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let summary: Value = loop {
+        let object = s3
+            .get_object()
+            .bucket(local_stack::bills::BILL_BUCKET)
+            .key(format!("reports/{day}/summary.json"))
+            .send()
+            .await;
+        if let Ok(object) = object {
+            break serde_json::from_slice(&object.body.collect().await?.into_bytes())?;
+        }
+        assert!(Instant::now() < deadline, "no report");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        summary["classes"]["paid_there_not_here"]["count"], 1,
+        "{summary}"
+    );
+    assert_eq!(summary["actions"]["healed"], 1, "{summary}");
+
+    let path = format!("/v1/payments/{out_trade_no}");
+    let order: Value = signed(
+        &http,
+        reqwest::Method::GET,
+        &api,
+        &path,
+        "",
+        key.key_id,
+        &secret,
+    )
+    .send()
+    .await?
+    .json()
+    .await?;
+    assert_eq!(order["status"], "PAID", "{order}");
+
+    // The business event says who healed it.
+    let sqs = aws_adapters::aws_sdk_sqs::Client::new(&stack.aws_sdk_config());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let paid = loop {
+        assert!(Instant::now() < deadline, "no order.paid event");
+        let messages = sqs
+            .receive_message()
+            .queue_url(stack.events().queue_url())
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?
+            .messages
+            .unwrap_or_default();
+        let mut found = None;
+        for message in &messages {
+            // A FIFO group delivers its next message once this one is deleted.
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(stack.events().queue_url())
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+            let body: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+            if body["type"] == "order.paid" && body["out_trade_no"] == out_trade_no.as_str() {
+                found = Some(body);
+            }
+        }
+        if let Some(event) = found {
+            break event;
+        }
+    };
+    assert_eq!(paid["cause"]["source"], "reconciliation", "{paid}");
+    stack.shutdown().await;
+    Ok(())
+}
