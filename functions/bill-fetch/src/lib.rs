@@ -247,3 +247,163 @@ impl<B: BillSource, O: ObjectStore, C: Clock> BillFetcher<B, O, C> {
             )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    /// Hands out numbered URLs; the downloads of the first `expired` URLs fail with 410.
+    #[derive(Default)]
+    struct Alipay {
+        urls: Mutex<Vec<String>>,
+        expired: usize,
+    }
+
+    impl BillSource for Alipay {
+        async fn download_url(&self, _day: NaiveDate) -> Outcome<BillDownloadUrlResponse> {
+            let mut urls = self.urls.lock().unwrap_or_else(|e| e.into_inner());
+            let url = format!("https://bills.example/{}", urls.len());
+            urls.push(url.clone());
+            Outcome::Success(BillDownloadUrlResponse {
+                bill_download_url: url,
+                bill_file_code: None,
+            })
+        }
+        async fn download(&self, url: &str) -> Result<Vec<u8>, BillDownloadError> {
+            let index: usize = url
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if index < self.expired {
+                Err(BillDownloadError::HttpStatus(410))
+            } else {
+                Ok(b"PK zip".to_vec())
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Objects(Mutex<BTreeMap<String, (Vec<u8>, Vec<(String, String)>)>>);
+
+    impl ObjectStore for Objects {
+        async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+            Ok(self.0.lock().map(|m| m.contains_key(key)).unwrap_or(false))
+        }
+        async fn put(
+            &self,
+            key: &str,
+            body: Vec<u8>,
+            _content_type: &str,
+            metadata: &[(&str, String)],
+        ) -> Result<(), ObjectError> {
+            let metadata = metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            if let Ok(mut m) = self.0.lock() {
+                m.insert(key.to_owned(), (body, metadata));
+            }
+            Ok(())
+        }
+        async fn read(&self, key: &str) -> Result<Option<Vec<u8>>, ObjectError> {
+            Ok(self
+                .0
+                .lock()
+                .ok()
+                .and_then(|m| m.get(key).map(|(b, _)| b.clone())))
+        }
+        async fn download(
+            &self,
+            _key: &str,
+            _into: &std::path::Path,
+        ) -> Result<domain::ports::StoredObject, ObjectError> {
+            Err(ObjectError("not used".into()))
+        }
+    }
+
+    struct Fixed(DateTime<Utc>);
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+        async fn sleep(&self, _: std::time::Duration) {}
+    }
+
+    fn fetcher(expired: usize, now: DateTime<Utc>) -> BillFetcher<Alipay, Objects, Fixed> {
+        BillFetcher {
+            alipay: Alipay {
+                expired,
+                ..Alipay::default()
+            },
+            objects: Objects::default(),
+            clock: Fixed(now),
+            schedule: Schedule { deadline_hour: 12 },
+        }
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 5).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn an_expired_url_is_never_reused_and_the_zip_is_stored_with_its_metadata() {
+        let f = fetcher(1, Utc::now());
+        let fetched = f.fetch(day()).await;
+        assert!(
+            matches!(fetched, Ok(Fetched::Stored { bytes: 6, .. })),
+            "{fetched:?}"
+        );
+        let urls = f.alipay.urls.lock().map(|u| u.clone()).unwrap_or_default();
+        assert_eq!(urls, ["https://bills.example/0", "https://bills.example/1"]);
+        let stored = f.objects.0.lock().map(|m| m.clone()).unwrap_or_default();
+        let (body, metadata) = stored
+            .get("bills/2024-03-05/trade.zip")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(body, b"PK zip");
+        let names: Vec<&str> = metadata.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "bill-date",
+                "bill-type",
+                "size",
+                "sha256",
+                "source",
+                "bill-file-code"
+            ]
+        );
+        // Two expired URLs in a row: the run fails (the next one tries again).
+        let f = fetcher(2, Utc::now());
+        assert!(matches!(f.fetch(day()).await, Err(FetchError::Download(_))));
+    }
+
+    #[test]
+    fn the_day_is_the_event_s_or_yesterday_in_beijing_and_the_deadline_is_beijing_noon() {
+        // 2024-03-05 23:30 UTC is already the 6th in Beijing: yesterday is the 5th.
+        let now = Utc
+            .with_ymd_and_hms(2024, 3, 5, 23, 30, 0)
+            .single()
+            .unwrap_or_default();
+        let f = fetcher(0, now);
+        assert_eq!(f.day_of(&serde_json::json!({})).ok(), Some(day()));
+        assert_eq!(
+            f.day_of(&serde_json::json!({"detail": {"date": "2024-01-02"}}))
+                .ok(),
+            NaiveDate::from_ymd_opt(2024, 1, 2)
+        );
+        assert!(matches!(
+            f.day_of(&serde_json::json!({"date": "yesterday"})),
+            Err(FetchError::BadDay(_))
+        ));
+        assert_eq!(
+            f.deadline(day()),
+            Utc.with_ymd_and_hms(2024, 3, 6, 4, 0, 0)
+                .single()
+                .unwrap_or_default()
+        );
+    }
+}

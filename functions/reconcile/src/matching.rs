@@ -432,3 +432,201 @@ impl Matched {
             .sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alipay::Fen;
+    use chrono::{DateTime, TimeZone, Utc};
+    use domain::order::{Buyer, NewOrder, NewRefund, Transition};
+    use domain::{OrderAmount, OutRequestNo, OutTradeNo, Scene};
+
+    /// 2024-03-05 10:00 Beijing.
+    fn at(hours: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 3, 5, 2, 0, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::Duration::hours(hours)
+    }
+
+    fn day() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 5).unwrap_or_default()
+    }
+
+    fn next(transition: Result<Transition, impl std::fmt::Debug>) -> Order {
+        transition
+            .map(|t| t.next)
+            .unwrap_or_else(|e| unreachable!("{e:?}"))
+    }
+
+    fn order(no: &str, fen: i64) -> Order {
+        let new = NewOrder {
+            out_trade_no: OutTradeNo::parse(no).unwrap_or_else(|e| unreachable!("{e}")),
+            amount: OrderAmount::from_fen(fen).unwrap_or_else(|_| unreachable!()),
+            subject: "tea".into(),
+            scene: Scene::Qr,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "h".into(),
+            expires_at: at(1),
+        };
+        Order::claim(new, at(0), chrono::Duration::seconds(15)).0
+    }
+
+    fn paid(no: &str, fen: i64, source: PaymentSource) -> Order {
+        next(order(no, fen).paid(format!("T_{no}"), at(0), source, Buyer::default(), at(0)))
+    }
+
+    fn refunded(order: Order, request: &str, fen: i64, settle: bool) -> Order {
+        let ask = NewRefund {
+            out_request_no: OutRequestNo::parse(request).unwrap_or_else(|e| unreachable!("{e}")),
+            amount_fen: fen,
+            reason: None,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "r".into(),
+        };
+        let claimed = next(order.claim_refund(ask, at(0), chrono::Duration::seconds(15)));
+        if !settle {
+            return claimed;
+        }
+        let no = OutRequestNo::parse(request).unwrap_or_else(|e| unreachable!("{e}"));
+        next(claimed.refund_succeeded(&no, at(1), RefundSource::RefundResponse, at(1)))
+    }
+
+    fn row(no: &str, kind: RecordKind, fen: i64, request: Option<&str>) -> BillRecord {
+        BillRecord {
+            line: 6,
+            trade_no: format!("T_{no}"),
+            out_trade_no: no.to_owned(),
+            kind,
+            subject: "tea".into(),
+            created_at: at(0),
+            finished_at: at(1),
+            store_id: None,
+            store_name: None,
+            operator_id: None,
+            terminal_id: None,
+            buyer_account: None,
+            amount: Fen::new(fen),
+            receipt: Fen::new(fen),
+            merchant_discount: Fen::ZERO,
+            refund_request_no: request.map(str::to_owned),
+            fee: Fen::ZERO,
+            remark: None,
+        }
+    }
+
+    fn count(matched: &Matched, class: Class) -> u64 {
+        matched.classes.get(&class).map_or(0, |t| t.count)
+    }
+
+    #[test]
+    fn every_class_of_payment_and_refund_is_told_apart() {
+        let mut matcher = Matcher::new(day());
+        let closed = next(order("CLOSED", 100).closed("expired", at(0)));
+        let cancelled = next(
+            paid("CANCELLED", 100, PaymentSource::PayResponse).refunded_by_cancel(None, at(1)),
+        );
+        for order in [
+            paid("OK", 100, PaymentSource::PayResponse),
+            paid("OTHER_AMOUNT", 100, PaymentSource::Query),
+            order("OPEN", 100),
+            closed,
+            paid("UNBILLED", 100, PaymentSource::Notification),
+            refunded(paid("REFUNDED", 100, PaymentSource::Query), "R1", 30, true),
+            refunded(
+                paid("PENDING_REFUND", 100, PaymentSource::Query),
+                "R1",
+                30,
+                false,
+            ),
+            refunded(
+                paid("REFUND_DIFFERS", 100, PaymentSource::Query),
+                "R1",
+                30,
+                true,
+            ),
+            refunded(
+                paid("REFUND_UNBILLED", 100, PaymentSource::Query),
+                "R1",
+                30,
+                true,
+            ),
+            paid("PORTAL", 100, PaymentSource::Query),
+            cancelled,
+        ] {
+            matcher.add_order(&order);
+        }
+        for record in [
+            row("OK", RecordKind::Payment, 100, None),
+            row("OTHER_AMOUNT", RecordKind::Payment, 99, None),
+            row("OPEN", RecordKind::Payment, 100, None),
+            row("CLOSED", RecordKind::Payment, 100, None),
+            row("REFUNDED", RecordKind::Payment, 100, None),
+            row("REFUNDED", RecordKind::Refund, -30, Some("R1")),
+            row("PENDING_REFUND", RecordKind::Payment, 100, None),
+            row("PENDING_REFUND", RecordKind::Refund, -30, Some("R1")),
+            row("REFUND_DIFFERS", RecordKind::Payment, 100, None),
+            row("REFUND_DIFFERS", RecordKind::Refund, -31, Some("R1")),
+            row("REFUND_UNBILLED", RecordKind::Payment, 100, None),
+            row("PORTAL", RecordKind::Payment, 100, None),
+            row("PORTAL", RecordKind::Refund, -10, Some("P1")),
+            row("CANCELLED", RecordKind::Payment, 100, None),
+            row("CANCELLED", RecordKind::Refund, -100, None),
+            row("NOBODY", RecordKind::Payment, 100, None),
+            row("OK", RecordKind::Other("转账".into()), 5, None),
+        ] {
+            matcher.row(&record);
+        }
+        assert_eq!(matcher.aside_numbers(), vec!["NOBODY".to_owned()]);
+        matcher.classify_aside();
+        let matched = matcher.finish();
+        assert_eq!(
+            count(&matched, Class::Matched),
+            7 + 1 + 1,
+            "payments, R1, the cancel"
+        );
+        for (class, n) in [
+            (Class::AmountMismatch, 1),
+            (Class::PaidThereNotHere, 1),
+            (Class::StatusMismatch, 1),
+            (Class::PaidHereMissingFromBill, 1),
+            (Class::RefundPendingHere, 1),
+            (Class::RefundAmountMismatch, 1),
+            (Class::RefundHereMissingFromBill, 1),
+            (Class::RefundThereNoneHere, 1),
+            (Class::UnknownOutTradeNo, 1),
+        ] {
+            assert_eq!(count(&matched, class), n, "{class:?}");
+        }
+        assert_eq!(matched.discrepancies(), 9);
+        assert_eq!(matched.findings.len(), 9);
+        assert_eq!(
+            matched.bill.payments.count, 11,
+            "other kinds are not counted"
+        );
+        assert_eq!(matched.bill.refunds.count, 5);
+        assert_eq!(matched.bill.refunds.fen, 30 + 30 + 31 + 10 + 100);
+    }
+
+    #[test]
+    fn a_second_run_after_healing_classifies_as_the_first() {
+        let healed = paid("OPEN", 100, PaymentSource::Reconciliation);
+        let mut matcher = Matcher::new(day());
+        matcher.add_order(&healed);
+        matcher.row(&row("OPEN", RecordKind::Payment, 100, None));
+        assert_eq!(count(&matcher.finish(), Class::PaidThereNotHere), 1);
+    }
+
+    #[test]
+    fn what_was_paid_on_another_day_is_not_missing_from_this_bill() {
+        let mut matcher = Matcher::new(day() - chrono::Duration::days(1));
+        matcher.add_order(&paid("YESTERDAY", 100, PaymentSource::Query));
+        let matched = matcher.finish();
+        assert_eq!(matched.discrepancies(), 0);
+        assert_eq!(matched.ledger.payments.count, 0);
+    }
+}
