@@ -285,8 +285,11 @@ mod tests {
         }
     }
 
+    /// An object's body and metadata.
+    type Stored = (Vec<u8>, Vec<(String, String)>);
+
     #[derive(Default)]
-    struct Objects(Mutex<BTreeMap<String, (Vec<u8>, Vec<(String, String)>)>>);
+    struct Objects(Mutex<BTreeMap<String, Stored>>);
 
     impl ObjectStore for Objects {
         async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
