@@ -30,17 +30,23 @@ use f2f_runtime::telemetry::{count, count_n};
 use std::future::Future;
 use std::path::PathBuf;
 
-/// The day index: the orders created on one Beijing day.
+/// The day index: the orders created on one Beijing day, handed over one by one (a day may
+/// hold a million orders: they are never all in memory as whole orders).
 pub trait DayIndex: Send + Sync {
-    fn orders_of_day(
+    fn each_order_of_day(
         &self,
         day: NaiveDate,
-    ) -> impl Future<Output = Result<Vec<Order>, StoreError>> + Send;
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 impl DayIndex for aws_adapters::DynamoOrderStore {
-    async fn orders_of_day(&self, day: NaiveDate) -> Result<Vec<Order>, StoreError> {
-        aws_adapters::DynamoOrderStore::orders_of_day(self, day).await
+    async fn each_order_of_day(
+        &self,
+        day: NaiveDate,
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        aws_adapters::DynamoOrderStore::each_order_of_day(self, day, each).await
     }
 }
 
@@ -124,9 +130,9 @@ where
             has_file: bill_key.has_file,
         };
         let mut matcher = Matcher::new(day);
-        for order in self.store.orders_of_day(day).await? {
-            matcher.add_order(&order);
-        }
+        self.store
+            .each_order_of_day(day, &mut |order| matcher.add_order(&order))
+            .await?;
         // The whole bill is read and checked before anything is written.
         let rows = match bill::read(
             &bill_key,

@@ -305,6 +305,43 @@ impl DynamoOrderStore {
         items.into_iter().map(decode_order).collect()
     }
 
+    /// Every order created on one Beijing day, handed to `each` page by page (a page is
+    /// decoded, handed over and dropped before the next is read: memory stays at one page
+    /// whatever the day's size). Returns how many there were.
+    pub async fn each_order_of_day(
+        &self,
+        day: NaiveDate,
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        let day_key = day_pk(day);
+        let mut start: Option<Item> = None;
+        let mut count = 0;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DAY_INDEX)
+                .key_condition_expression("gsi1pk = :day")
+                .expression_attribute_values(":day", s(day_key.clone()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("orders_of_day of {day_key}: {}", describe(&e)))
+                })?;
+            for item in page.items.unwrap_or_default() {
+                each(decode_order(item)?);
+                count += 1;
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(count)
+    }
+
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }
