@@ -102,11 +102,11 @@ fn anomaly_of(
     let kind = match class {
         Class::AmountMismatch => AnomalyKind::AmountMismatch,
         Class::StatusMismatch => AnomalyKind::PaidAfterClose,
-        Class::PaidHereMissingFromBill => AnomalyKind::MissingFromBill,
-        Class::RefundThereNoneHere | Class::RefundPendingHere => AnomalyKind::UnrequestedRefund,
-        Class::RefundAmountMismatch | Class::RefundHereMissingFromBill => {
-            AnomalyKind::RefundMismatch
+        Class::PaidHereMissingFromBill | Class::RefundHereMissingFromBill => {
+            AnomalyKind::MissingFromBill
         }
+        Class::RefundThereNoneHere | Class::RefundPendingHere => AnomalyKind::UnrequestedRefund,
+        Class::RefundAmountMismatch => AnomalyKind::RefundMismatch,
         Class::UnknownOutTradeNo | Class::PaidThereNotHere | Class::Matched => {
             AnomalyKind::UnknownOrder
         }

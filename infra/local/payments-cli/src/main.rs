@@ -9,11 +9,19 @@
 //! payments-cli --api ... --key-id K --secret-file F \
 //!     refund-status --out-trade-no T20240101_0001 --out-request-no R1
 //! payments-cli --key-id K --secret-file F sign --method POST --path /v1/payments --body '{...}'
+//! ORDERS_TABLE=orders payments-cli reconcile --bill trade.zip [--date 2024-01-01] \
+//!     [--report-dir DIR] [--dry-run]
 //! ```
 //!
 //! Signing is `domain::auth::{string_to_sign, sign}`, the same code the functions verify with.
 //! The secret is read from a file (never from the command line, where `ps` would show it).
+//!
+//! `reconcile` needs no API key: it talks to the orders table directly (see
+//! [`reconciliation`]).
 
+mod reconciliation;
+
+use chrono::NaiveDate;
 use clap::{Parser, Subcommand, ValueEnum};
 use domain::auth::{InvalidQuery, RequestToSign, sign, string_to_sign};
 use secrecy::SecretString;
@@ -26,18 +34,20 @@ use std::process::ExitCode;
 #[command(
     name = "payments-cli",
     version,
-    about = "Signs and sends merchant API requests"
+    about = "Signs and sends merchant API requests; reconciles a daily bill"
 )]
 struct Cli {
-    /// Base URL of the merchant API, e.g. http://127.0.0.1:9000 (not needed by `sign`).
+    /// Base URL of the merchant API, e.g. http://127.0.0.1:9000 (not needed by `sign` and
+    /// `reconcile`).
     #[arg(long, env = "PAYMENTS_API")]
     api: Option<String>,
-    /// The API key id (X-Key-Id).
+    /// The API key id (X-Key-Id); required by every command but `reconcile`.
     #[arg(long, env = "PAYMENTS_KEY_ID")]
-    key_id: String,
-    /// A file holding the key's secret (surrounding whitespace is ignored).
+    key_id: Option<String>,
+    /// A file holding the key's secret (surrounding whitespace is ignored); required by every
+    /// command but `reconcile`.
     #[arg(long, env = "PAYMENTS_SECRET_FILE")]
-    secret_file: PathBuf,
+    secret_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -125,6 +135,48 @@ enum Command {
         #[arg(long)]
         curl: bool,
     },
+    /// Reconciles a daily Alipay trade bill (ZIP) against the orders table, and heals.
+    ///
+    /// The bill is matched against the orders of its Beijing day in the table the environment
+    /// points at (ORDERS_TABLE or --table; AWS_ENDPOINT_URL for the local stack's emulator,
+    /// otherwise the usual AWS credentials and region) by the same code as the reconcile
+    /// function, and the report is written to --report-dir: summary.json (also printed),
+    /// discrepancies.csv, or rejected.json for a malformed bill.
+    ///
+    /// It HEALS, like the function: an order open here that the bill shows paid becomes PAID
+    /// (source `reconciliation`), a PENDING refund the bill shows becomes SUCCEEDED, and every
+    /// other discrepancy is written to the table as an anomaly record. Both are conditional
+    /// writes, so running it again changes no order; but an anomaly seen again counts one more
+    /// occurrence and reopens a resolved record. Run with --dry-run first to see what it would
+    /// do without writing to the table.
+    ///
+    /// Running it again with the same bill and report directory does nothing (the summary
+    /// there names the bill's SHA-256). Exit status: 0 reconciled (discrepancies or not), 1
+    /// malformed bill (nothing applied), 2 any other failure.
+    Reconcile {
+        /// The trade bill ZIP, as Alipay ships it or as bill-fetch stored it
+        /// (bills/<yyyy-MM-dd>/trade.zip).
+        #[arg(long)]
+        bill: PathBuf,
+        /// The bill's Beijing day (yyyy-MM-dd). Default: from the bill's entry names
+        /// (<PID>0156_<yyyyMMdd>_业务明细.csv), else from its file or folder name.
+        #[arg(long, value_parser = parse_day)]
+        date: Option<NaiveDate>,
+        /// Where the report goes. Default: ./reconcile-<yyyy-MM-dd>.
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// The orders table.
+        #[arg(long, env = "ORDERS_TABLE")]
+        table: String,
+        /// Match and report without writing to the table: the summary counts what would be
+        /// healed and recorded; the report files are named dry-run-*.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_day(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("{text:?} is not yyyy-MM-dd"))
 }
 
 type Failure = Box<dyn std::error::Error>;
@@ -234,10 +286,33 @@ fn refund_body(
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
-    let secret = std::fs::read_to_string(&cli.secret_file)
-        .map_err(|e| format!("cannot read {}: {e}", cli.secret_file.display()))?;
+    if let Command::Reconcile {
+        bill,
+        date,
+        report_dir,
+        table,
+        dry_run,
+    } = cli.command
+    {
+        return reconciliation::run(reconciliation::Args {
+            bill,
+            date,
+            report_dir,
+            table,
+            dry_run,
+        })
+        .await;
+    }
+    let key_id = cli
+        .key_id
+        .ok_or("--key-id (or PAYMENTS_KEY_ID) is required")?;
+    let secret_file = cli
+        .secret_file
+        .ok_or("--secret-file (or PAYMENTS_SECRET_FILE) is required")?;
+    let secret = std::fs::read_to_string(&secret_file)
+        .map_err(|e| format!("cannot read {}: {e}", secret_file.display()))?;
     let signer = Signer {
-        key_id: cli.key_id,
+        key_id,
         secret: SecretString::from(secret.trim().to_owned()),
     };
     let api = || cli.api.clone().ok_or("--api (or PAYMENTS_API) is required");
@@ -375,6 +450,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile { .. } => Err("reconcile is handled above".into()),
     }
 }
 
@@ -454,6 +530,61 @@ mod tests {
         assert_eq!(get[3].1, "fv+vRqRw3wTWfbVep//yGrFmO5+pj+sKIpEqiyCDKqc=");
         let readme = include_str!("../../../api/README.md");
         assert!(readme.contains(&post[3].1) && readme.contains(&get[3].1));
+    }
+
+    #[test]
+    fn reconcile_needs_no_api_key_and_a_valid_date() {
+        let cli = Cli::try_parse_from([
+            "payments-cli",
+            "reconcile",
+            "--bill",
+            "trade.zip",
+            "--table",
+            "orders",
+            "--date",
+            "2024-03-05",
+            "--dry-run",
+        ])
+        .unwrap();
+        assert!(cli.key_id.is_none() && cli.secret_file.is_none());
+        let Command::Reconcile {
+            bill,
+            date,
+            report_dir,
+            table,
+            dry_run,
+        } = cli.command
+        else {
+            unreachable!("reconcile parses as reconcile")
+        };
+        assert_eq!(bill, PathBuf::from("trade.zip"));
+        assert_eq!(date, NaiveDate::from_ymd_opt(2024, 3, 5));
+        assert_eq!(
+            (report_dir, table.as_str(), dry_run),
+            (None, "orders", true)
+        );
+        for bad in ["2024-13-05", "20240305", "yesterday"] {
+            let parsed = Cli::try_parse_from([
+                "payments-cli",
+                "reconcile",
+                "--bill",
+                "trade.zip",
+                "--table",
+                "orders",
+                "--date",
+                bad,
+            ]);
+            assert!(parsed.is_err(), "{bad}");
+        }
+        // The healing is said where an operator looks first.
+        let help = <Cli as clap::CommandFactory>::command()
+            .find_subcommand_mut("reconcile")
+            .map(|c| c.render_long_help().to_string())
+            .unwrap_or_default();
+        assert!(
+            help.contains("HEALS") && help.contains("--dry-run"),
+            "{help}"
+        );
     }
 
     #[test]

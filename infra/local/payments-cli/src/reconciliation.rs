@@ -8,19 +8,184 @@
 //!   for the progress line; in a dry run it writes nothing and answers every write as applied.
 //! - [`bill_day`] tells the bill's day from its entry names or its file name.
 
+use crate::Failure;
+use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb};
 use chrono::NaiveDate;
 use domain::OutTradeNo;
 use domain::anomaly::Anomaly;
+use domain::bills::BillKey;
 use domain::order::{Order, OrderEvent, Transition};
 use domain::ports::{
     Applied, Claim, ObjectError, ObjectStore, OrderStore, StoreError, StoredObject,
 };
-use indicatif::ProgressBar;
-use reconcile::DayIndex;
+use f2f_runtime::SystemClock;
+use indicatif::{ProgressBar, ProgressStyle};
+use reconcile::{DayIndex, ReconcileError, Reconciled, Reconciler};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bills from this size on get a progress line (smaller ones are read in a blink).
+const PROGRESS_FROM_BYTES: u64 = 1 << 20;
+
+/// What `payments-cli reconcile` was asked.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub bill: PathBuf,
+    pub date: Option<NaiveDate>,
+    pub report_dir: Option<PathBuf>,
+    pub table: String,
+    pub dry_run: bool,
+}
+
+/// Runs the command: 0 reconciled, 1 malformed bill, `Err` (2) anything else.
+pub async fn run(args: Args) -> Result<ExitCode, Failure> {
+    let size = std::fs::metadata(&args.bill)
+        .map_err(|e| format!("cannot read {}: {e}", args.bill.display()))?
+        .len();
+    let day = choose_day(args.date, &bill_day(&args.bill))?;
+    // An empty-day marker as bill-fetch stores it (`bills/<day>/empty.json`): a day without
+    // a bill file, reconciled as a day without rows.
+    let empty_day = args.bill.file_name().is_some_and(|n| n == "empty.json");
+    let bill_key = if empty_day {
+        BillKey::empty(day)
+    } else {
+        BillKey::trade(day)
+    };
+    let report_dir = args
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("reconcile-{}", day.format("%Y-%m-%d"))));
+    eprintln!(
+        "reconciling {} as the bill of {day} against table {}{}",
+        args.bill.display(),
+        args.table,
+        if args.dry_run {
+            " (dry run: nothing is written to the table)"
+        } else {
+            ""
+        }
+    );
+    let bar = (size >= PROGRESS_FROM_BYTES).then(progress_bar);
+    init_logs(bar.clone());
+
+    let sdk = aws_adapters::aws_config().await;
+    let orders = DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), &args.table);
+    let reconciler = Reconciler {
+        store: CliStore::new(orders, args.dry_run, bar.clone()),
+        objects: LocalObjects {
+            bill_key: bill_key.clone(),
+            bill: args.bill.clone(),
+            report_dir: report_dir.clone(),
+            dry_run: args.dry_run,
+        },
+        clock: SystemClock,
+        scratch: std::env::temp_dir(),
+        progress: bar.clone().map(|bar| {
+            let progress: reconcile::Progress = Arc::new(move |rows| bar.set_position(rows));
+            progress
+        }),
+    };
+    let result = reconciler.reconcile(&bill_key).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let dir = report_dir.display();
+    match result {
+        Ok(Reconciled::Done(summary)) => {
+            println!("{}", serde_json::to_string_pretty(&*summary)?);
+            let (healed, anomalies) = (summary.actions.healed, summary.actions.anomalies);
+            if args.dry_run {
+                eprintln!(
+                    "dry run of {day}: {} rows, {} orders, {} discrepancies; would heal {healed} and record {anomalies} anomalies ({} writes); nothing was written to the table; report in {dir} ({DRY_RUN_PREFIX}*)",
+                    summary.rows,
+                    summary.orders,
+                    summary.discrepancies,
+                    reconciler.store.writes(),
+                );
+            } else {
+                eprintln!(
+                    "reconciled {day}: {} rows, {} orders, {} discrepancies ({healed} healed, {anomalies} anomalies); report in {dir}",
+                    summary.rows, summary.orders, summary.discrepancies,
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Reconciled::AlreadyDone { day }) => {
+            let path = report_dir.join("summary.json");
+            eprintln!(
+                "this bill of {day} was reconciled before: {} names its SHA-256; nothing was done (another --report-dir runs it again)",
+                path.display()
+            );
+            let existing = std::fs::read(&path).unwrap_or_default();
+            println!("{}", String::from_utf8_lossy(&existing).trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ReconcileError::Malformed { reason, .. }) => {
+            let rejected = if args.dry_run {
+                format!("{DRY_RUN_PREFIX}rejected.json")
+            } else {
+                "rejected.json".to_owned()
+            };
+            eprintln!(
+                "payments-cli: malformed bill {}: {reason}\nnothing was applied; why is also in {}",
+                args.bill.display(),
+                report_dir.join(rejected).display()
+            );
+            Ok(ExitCode::from(1))
+        }
+        Err(ReconcileError::Store(error)) => Err(format!(
+            "{error}\n(what was healed before this stays healed; running the command again is safe)"
+        )
+        .into()),
+        Err(error) => Err(error.to_string().into()),
+    }
+}
+
+/// A spinner with the rows read, on stderr (hidden when stderr is not a terminal).
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {elapsed} {human_pos} rows read{msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Warnings and errors of the reconciliation on stderr, printed around the progress line
+/// (`RUST_LOG` for more). The anomaly records' own error lines are left out: every one of them
+/// is a line of `discrepancies.csv`.
+fn init_logs(bar: Option<ProgressBar>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,domain::anomaly=off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(move || BarWriter(bar.clone()))
+        .try_init();
+}
+
+/// Writes to stderr with the progress line out of the way.
+struct BarWriter(Option<ProgressBar>);
+
+impl Write for BarWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.0 {
+            Some(bar) => bar.suspend(|| std::io::stderr().write(buf)),
+            None => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Report files of a dry run are named `dry-run-<name>`, so that a later real run in the same
 /// directory is not taken for one that already happened.
@@ -94,7 +259,9 @@ impl ObjectStore for LocalObjects {
 
     async fn download(&self, key: &str, into: &Path) -> Result<StoredObject, ObjectError> {
         if key != self.bill_key {
-            return Err(ObjectError(format!("{key} is not the bill being reconciled")));
+            return Err(ObjectError(format!(
+                "{key} is not the bill being reconciled"
+            )));
         }
         copy_hashing(&self.bill, into)
             .map_err(|e| ObjectError(format!("copying {}: {e}", self.bill.display())))
@@ -127,12 +294,14 @@ pub fn copy_hashing(from: &Path, into: &Path) -> std::io::Result<StoredObject> {
     Ok(StoredObject { bytes, sha256 })
 }
 
-/// The order store as the command uses it: reads go through; writes are counted (and shown
-/// on the progress line), or, in a dry run, not sent at all.
+/// The order store as the command uses it: reads go through; writes are counted, or, in a
+/// dry run, not sent at all. Once the bill is read, the progress line shows the orders looked
+/// up (rows of other days, then each discrepancy's order) and the writes.
 pub struct CliStore<S> {
     pub inner: S,
     pub dry_run: bool,
     pub bar: Option<ProgressBar>,
+    lookups: AtomicU64,
     writes: AtomicU64,
 }
 
@@ -142,6 +311,7 @@ impl<S> CliStore<S> {
             inner,
             dry_run,
             bar,
+            lookups: AtomicU64::new(0),
             writes: AtomicU64::new(0),
         }
     }
@@ -151,11 +321,16 @@ impl<S> CliStore<S> {
         self.writes.load(Ordering::Relaxed)
     }
 
-    fn wrote(&self) {
-        let writes = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+    fn count(&self, write: bool) {
+        let counter = if write { &self.writes } else { &self.lookups };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Some(bar) = &self.bar {
-            let verb = if self.dry_run { "would write" } else { "written" };
-            bar.set_message(format!("bill read; {writes} healing and anomaly writes {verb}"));
+            let verb = if self.dry_run { "to write" } else { "written" };
+            bar.set_message(format!(
+                "; {} orders looked up, {} heals and anomalies {verb}",
+                self.lookups.load(Ordering::Relaxed),
+                self.writes.load(Ordering::Relaxed),
+            ));
         }
     }
 }
@@ -170,11 +345,12 @@ impl<S: OrderStore> OrderStore for CliStore<S> {
     }
 
     async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
+        self.count(false);
         self.inner.get(out_trade_no).await
     }
 
     async fn apply(&self, transition: &Transition) -> Result<Applied, StoreError> {
-        self.wrote();
+        self.count(true);
         if self.dry_run {
             return Ok(Applied::Applied(transition.next.clone()));
         }
@@ -182,7 +358,7 @@ impl<S: OrderStore> OrderStore for CliStore<S> {
     }
 
     async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError> {
-        self.wrote();
+        self.count(true);
         if self.dry_run {
             return Ok(());
         }
@@ -191,8 +367,12 @@ impl<S: OrderStore> OrderStore for CliStore<S> {
 }
 
 impl<S: DayIndex> DayIndex for CliStore<S> {
-    async fn orders_of_day(&self, day: NaiveDate) -> Result<Vec<Order>, StoreError> {
-        self.inner.orders_of_day(day).await
+    async fn each_order_of_day(
+        &self,
+        day: NaiveDate,
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        self.inner.each_order_of_day(day, each).await
     }
 }
 
@@ -230,10 +410,7 @@ pub fn bill_day(path: &Path) -> BillDay {
             }
         }
     }
-    let names = [
-        path.file_name(),
-        path.parent().and_then(Path::file_name),
-    ];
+    let names = [path.file_name(), path.parent().and_then(Path::file_name)];
     for name in names.into_iter().flatten() {
         if let Some(day) = day_in(&name.to_string_lossy()) {
             return BillDay::FileName(day);
@@ -331,7 +508,9 @@ mod tests {
             dry_run: false,
         };
         assert_eq!(
-            objects.report_path("reports/2024-03-05/summary.json").unwrap(),
+            objects
+                .report_path("reports/2024-03-05/summary.json")
+                .unwrap(),
             PathBuf::from("/r/summary.json")
         );
         for bad in [
