@@ -15,8 +15,8 @@ MOTO_PORT ?= 8602
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
-	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, then bench-stack"
-	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, and its business events rate"
+	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, bill parse-and-match (vs the parser alone), then bench-stack"
+	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 
 # The whole stack in one process tree: moto (from the venv, installed here if missing), the
@@ -47,15 +47,19 @@ bench:
 	$(CARGO) bench -p alipay --all-features --bench rsa2
 	$(CARGO) bench -p alipay --bench notify_flood
 	$(CARGO) bench -p notify --bench notify_cpu
+	$(CARGO) bench -p reconcile --bench reconcile_match
 	$(MAKE) bench-stack
 
 # QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000
 # orders, each next to moto's raw conditional-PutItem rate measured in the same run; then
-# business events published per second from a backlog of the table's stream.
+# business events published per second from a backlog of the table's stream; then the
+# DynamoDB read units of a day's reconciliation per 1,000 orders, and a 100,000-row day from
+# the bill's upload to its report (next to its query and matching alone, in the same run).
 bench-stack:
 	@./infra/scripts/test-deps.sh moto
 	$(CARGO) bench -p local-stack --bench stack_throughput
 	$(CARGO) bench -p local-stack --bench events_throughput
+	$(CARGO) bench -p local-stack --bench reconcile_stack
 
 clean-local:
 	rm -rf $(LOCAL_DIR)
