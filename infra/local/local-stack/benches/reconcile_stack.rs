@@ -28,13 +28,14 @@
 //! Then the bill goes to `bills/<day>/trade.zip` in the stack's bill bucket, the stack's
 //! bucket poller (every second) runs reconcile on it, and the bench waits for
 //! `reports/<day>/summary.json`, whose counts must show every row matched. In the same run,
-//! as the baseline: the day's `orders_of_day` alone, and the bill parsed and matched against
-//! those orders in this process (no DynamoDB): end to end over the sum of the two says what
-//! the rest (the download, the S3 writes, the poll's wait) adds. The stack runs in this
-//! process (moto in its own), so the bench also reads this process's resident memory: its peak
-//! while the stack reconciles (VmHWM, reset through `/proc/self/clear_refs` at the upload), and
-//! what the day's orders take once `orders_of_day` has read them, and at the peak of reading
-//! them (the reconciler holds them all before it matches).
+//! as the baseline, a process of its own does what the function does between the download and
+//! the first write: the day's `orders_of_day`, then the bill parsed and matched against those
+//! orders (timed apart); end to end over the sum of the two says what the rest (the download,
+//! the S3 writes, the poll's wait) adds. That process also reports its resident memory (its
+//! own, unlike the stack's process, which holds the bench's data too): what the day's orders
+//! take once read (the reconciler holds them all before matching), its peak while reading them
+//! (VmHWM) and while matching (VmHWM reset through `/proc/self/clear_refs`), and that peak
+//! scaled to a day of 1,000,000 rows. The day's read units are computed from its items too.
 //!
 //! `cargo bench -p local-stack --bench reconcile_stack` (or `make bench-stack`).
 //! `BENCH_RECONCILE_ROWS` sets the day's rows (default 100 000), `BENCH_LOAD` `batch`
@@ -49,6 +50,7 @@
 mod synth_ledger;
 
 use alipay_sandbox::bill::synth::{SynthOptions, SynthReport, synth_bill};
+use aws_adapters::aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_adapters::aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_adapters::aws_sdk_dynamodb::types::{
     AttributeValue, PutRequest, ReturnConsumedCapacity, WriteRequest,
@@ -93,7 +95,27 @@ const PAGE_BYTES: u64 = 1 << 20;
 const GSI1PK: &str = "gsi1pk";
 const GSI1SK: &str = "gsi1sk";
 
+/// Set in the environment of the process that reads and matches the day as the function
+/// does (the baseline): moto's URL, the day, the bill.
+const CHILD_MOTO: &str = "RECONCILE_STACK_MOTO";
+const CHILD_DAY: &str = "RECONCILE_STACK_DAY";
+const CHILD_BILL: &str = "RECONCILE_STACK_BILL";
+/// The line that process ends with.
+const RESULT_TAG: &str = "result:";
+
 fn main() -> BenchResult<()> {
+    if let (Ok(moto), Ok(day), Ok(bill)) = (
+        std::env::var(CHILD_MOTO),
+        std::env::var(CHILD_DAY),
+        std::env::var(CHILD_BILL),
+    ) {
+        let day = NaiveDate::parse_from_str(&day, "%Y-%m-%d")?;
+        return tokio::runtime::Runtime::new()?.block_on(read_and_match(
+            &moto,
+            day,
+            Path::new(&bill),
+        ));
+    }
     let full = std::env::args().any(|arg| arg == "--bench");
     let sizes = Sizes {
         read_units_orders: if full { READ_UNITS_ORDERS } else { 50 },
@@ -144,6 +166,7 @@ fn date(y: i32, m: u32, d: u32) -> BenchResult<NaiveDate> {
 
 /// The stack's clients.
 struct Aws {
+    moto_url: String,
     dynamo: Client,
     store: DynamoOrderStore,
     objects: S3Objects,
@@ -160,6 +183,7 @@ async fn run(sizes: Sizes) -> BenchResult<()> {
     let sdk = stack.aws_sdk_config();
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let aws = Aws {
+        moto_url: stack.moto_url(),
         store: DynamoOrderStore::new(dynamo.clone(), ORDERS_TABLE),
         dynamo,
         objects: S3Objects::new(aws_sdk_s3::Client::new(&sdk), BILL_BUCKET),
@@ -604,10 +628,9 @@ async fn end_to_end(
         orders as f64 / loaded.as_secs_f64(),
     );
 
+    drop(lines);
     let bill = std::fs::read(&synth.zip_path)?;
     let key = BillKey::trade(day);
-    // The stack's reconcile runs in this process: its peak is this process's, from here on.
-    let before = Memory::start();
     let t = Instant::now();
     aws.objects
         .put(&key, bill, "application/zip", &[])
@@ -631,7 +654,6 @@ async fn end_to_end(
         tokio::time::sleep(POLL).await;
     }
     let reconciled = t.elapsed();
-    let reconcile_memory = before.peak();
     let summary: Value = serde_json::from_slice(
         &aws.objects
             .read(&summary_key)
@@ -648,8 +670,7 @@ async fn end_to_end(
     }
     println!(
         "end to end: bill put in {:.2} s; put → {summary_key} in {:.1} s ({:.0} rows/s); the \
-         report: {} rows, {} orders, {} matched, {} discrepancies; this process's resident \
-         memory (the whole stack but moto) {reconcile_memory} while reconciling",
+         report: {} rows, {} orders, {} matched, {} discrepancies",
         put.as_secs_f64(),
         reconciled.as_secs_f64(),
         synth.rows as f64 / reconciled.as_secs_f64(),
@@ -659,42 +680,201 @@ async fn end_to_end(
         summary["discrepancies"],
     );
 
-    // The baseline, in the same run: the day's query alone, and matching without DynamoDB.
-    let before = Memory::start();
-    let t = Instant::now();
-    let day_orders = aws.store.orders_of_day(day).await?;
-    let queried = t.elapsed();
-    let held = before.now();
-    let query_memory = before.peak();
-    if day_orders.len() != orders {
-        return Err(format!("orders_of_day read {} orders of {orders}", day_orders.len()).into());
+    // The baseline, in the same run: the day read and matched as the function does it, without
+    // S3 and the bucket's poll, in a fresh process (so that its memory is its own).
+    let exe = std::env::current_exe()?;
+    let output = tokio::process::Command::new(exe)
+        .env(CHILD_MOTO, &aws.moto_url)
+        .env(CHILD_DAY, day.format("%Y-%m-%d").to_string())
+        .env(CHILD_BILL, &synth.zip_path)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "reading and matching the day failed ({}): {stdout}",
+            output.status
+        )
+        .into());
     }
+    let result = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix(RESULT_TAG))
+        .ok_or_else(|| format!("no result from reading and matching the day: {stdout}"))?;
+    let baseline = Baseline::parse(result)?;
+    if baseline.orders != orders as u64 || baseline.rows != synth.rows {
+        return Err(format!(
+            "reading and matching the day saw {} orders and {} rows",
+            baseline.orders, baseline.rows
+        )
+        .into());
+    }
+    let both = baseline.queried + baseline.matching;
+    let mb = |kb: u64| kb as f64 * 1024.0 / 1e6;
+    let per_order = |kb: u64| kb as f64 * 1024.0 / orders as f64;
+    let grown = |kb: u64| kb.saturating_sub(baseline.rss_start_kb);
+    let peak = baseline.hwm_query_kb.max(baseline.hwm_match_kb);
+    println!(
+        "end to end, in the same run, the day read and matched as the function does it, in a \
+         process of its own: orders_of_day {:.1} s ({:.0} orders/s), parse+match {:.2} s \
+         ({:.2} M rows/s); end to end ÷ (query + match) = {:.2}x, the rest {:.1} s (bill \
+         download, report writes, up to 1 s of the bucket poll); this day's Query costs \
+         {:.0} RCU by DynamoDB's rule ({:.1} per 1,000 orders)",
+        baseline.queried,
+        orders as f64 / baseline.queried,
+        baseline.matching,
+        synth.rows as f64 / baseline.matching / 1e6,
+        reconciled.as_secs_f64() / both,
+        (reconciled.as_secs_f64() - both).max(0.0),
+        baseline.units,
+        baseline.units * 1000.0 / orders as f64,
+    );
+    println!(
+        "end to end, memory of that process: {:.1} MB with its client ready; the {orders} orders read \
+         hold {:.1} MB ({:.0} B per order), peak {:.1} MB while reading them ({:.0} B per order \
+         above the start); peak {:.1} MB while matching; scaled to a 1,000,000-row day (950,945 \
+         orders), a peak of about {:.0} MB",
+        mb(baseline.rss_start_kb),
+        mb(grown(baseline.rss_held_kb)),
+        per_order(grown(baseline.rss_held_kb)),
+        mb(baseline.hwm_query_kb),
+        per_order(grown(baseline.hwm_query_kb)),
+        mb(baseline.hwm_match_kb),
+        mb(baseline.rss_start_kb) + per_order(grown(peak)) * 950_945.0 / 1e6,
+    );
+    Ok(())
+}
+
+/// What the process that reads and matches the day hands back.
+struct Baseline {
+    orders: u64,
+    rows: u64,
+    queried: f64,
+    matching: f64,
+    units: f64,
+    rss_start_kb: u64,
+    rss_held_kb: u64,
+    hwm_query_kb: u64,
+    hwm_match_kb: u64,
+}
+
+impl Baseline {
+    fn line(&self) -> String {
+        format!(
+            "{RESULT_TAG}{} {} {} {} {} {} {} {} {}",
+            self.orders,
+            self.rows,
+            self.queried,
+            self.matching,
+            self.units,
+            self.rss_start_kb,
+            self.rss_held_kb,
+            self.hwm_query_kb,
+            self.hwm_match_kb
+        )
+    }
+
+    fn parse(text: &str) -> BenchResult<Baseline> {
+        let fields: Vec<f64> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("a result line {text:?}: {e}"))?;
+        let [
+            orders,
+            rows,
+            queried,
+            matching,
+            units,
+            start,
+            held,
+            query,
+            matched,
+        ] = fields.as_slice()
+        else {
+            return Err(format!("a result line {text:?}").into());
+        };
+        Ok(Baseline {
+            orders: *orders as u64,
+            rows: *rows as u64,
+            queried: *queried,
+            matching: *matching,
+            units: *units,
+            rss_start_kb: *start as u64,
+            rss_held_kb: *held as u64,
+            hwm_query_kb: *query as u64,
+            hwm_match_kb: *matched as u64,
+        })
+    }
+}
+
+/// The day read and matched as `Reconciler::reconcile` does it (the orders of the day, all of
+/// them, then every row of the bill); prints a [`Baseline`].
+async fn read_and_match(moto: &str, day: NaiveDate, bill: &Path) -> BenchResult<()> {
+    let credentials = Credentials::new("testing", "testing", None, None, "bench");
+    let dynamo = Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(moto)
+            .build(),
+    );
+    let store = DynamoOrderStore::new(dynamo, ORDERS_TABLE);
+    // The client's own memory (connections, runtime) first: a day without orders.
+    let empty = store.orders_of_day(day - chrono::Days::new(365)).await?;
+    if !empty.is_empty() {
+        return Err("the warm-up day has orders".into());
+    }
+    let rss_start_kb = status_kb("VmRSS:").ok_or("no VmRSS in /proc/self/status")?;
     let t = Instant::now();
-    let (matched, rows) = match_in_process(&synth.zip_path, day, &day_orders)?;
-    let matching = t.elapsed();
-    check(&matched, rows)?;
-    let query = query_day(&aws.dynamo, day).await?;
-    let units = query_read_units(&query.sizes);
-    let both = queried + matching;
-    println!(
-        "end to end, in the same run: the day's orders_of_day alone {:.1} s ({:.0} orders/s); \
-         parse+match in this process {:.2} s ({:.2} M rows/s); end to end ÷ (query + match) = \
-         {:.2}x, the rest {:.1} s (bill download, report writes, up to 1 s of the bucket poll); \
-         this day's Query costs {units:.0} RCU ({:.1} per 1,000 orders)",
-        queried.as_secs_f64(),
-        orders as f64 / queried.as_secs_f64(),
-        matching.as_secs_f64(),
-        rows as f64 / matching.as_secs_f64() / 1e6,
-        reconciled.as_secs_f64() / both.as_secs_f64(),
-        (reconciled.as_secs_f64() - both.as_secs_f64()).max(0.0),
-        units * 1000.0 / orders as f64,
-    );
-    println!(
-        "end to end, memory of the ledger's read: orders_of_day's {orders} orders held {held} \
-         ({}), peak {query_memory} while reading them ({})",
-        held.per(orders),
-        query_memory.per(orders),
-    );
+    let orders = store.orders_of_day(day).await?;
+    let queried = t.elapsed().as_secs_f64();
+    let rss_held_kb = status_kb("VmRSS:").unwrap_or(0);
+    let hwm_query_kb = status_kb("VmHWM:").unwrap_or(0);
+    // The items as the Query returned them (this bench's mapping is checked against the
+    // stored items in the first part), for their read units.
+    let sizes: Vec<u64> = orders
+        .iter()
+        .map(|order| order_item(order).map(|item| item_bytes(&item)))
+        .collect::<BenchResult<_>>()?;
+    let units = query_read_units(&sizes);
+    drop(sizes);
+    // From here, the peak of matching (VmHWM reset to the present).
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let count = orders.len() as u64;
+    let t = Instant::now();
+    let mut matcher = Matcher::new(day);
+    for order in orders {
+        matcher.add_order(&order);
+    }
+    let key = BillKey::parse(&BillKey::trade(day)).ok_or("not a bill key")?;
+    let read = reconcile::bill::read(&key, bill, &mut matcher, None)?;
+    if !matcher.aside_numbers().is_empty() {
+        return Err("a synthetic day has no row of another day's order".into());
+    }
+    matcher.classify_aside();
+    let matched = matcher.finish();
+    let matching = t.elapsed().as_secs_f64();
+    check(&matched, read.rows)?;
+    let hwm_match_kb = if reset {
+        status_kb("VmHWM:").unwrap_or(0)
+    } else {
+        hwm_query_kb
+    };
+    let baseline = Baseline {
+        orders: count,
+        rows: read.rows,
+        queried,
+        matching,
+        units,
+        rss_start_kb,
+        rss_held_kb,
+        hwm_query_kb,
+        hwm_match_kb,
+    };
+    println!("{}", baseline.line());
     Ok(())
 }
 
@@ -742,75 +922,6 @@ where
         .into_iter()
         .map(|r| r.ok_or_else(|| "a job did not run".into()))
         .collect()
-}
-
-/// This process's resident memory from `/proc/self/status`.
-struct Memory {
-    rss_kb: u64,
-    /// Whether the kernel's peak (VmHWM) was reset to the current RSS at the start.
-    reset: bool,
-}
-
-/// Resident memory grown since a start.
-#[derive(Debug, Clone, Copy)]
-struct Grown {
-    /// `None` where it cannot be told (no `/proc`, or the peak could not be reset).
-    kb: Option<u64>,
-    total_kb: Option<u64>,
-}
-
-impl Memory {
-    fn start() -> Memory {
-        let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-        Memory {
-            rss_kb: status_kb("VmRSS:").unwrap_or(0),
-            reset,
-        }
-    }
-
-    fn now(&self) -> Grown {
-        let total = status_kb("VmRSS:");
-        Grown {
-            kb: total.map(|kb| kb.saturating_sub(self.rss_kb)),
-            total_kb: total,
-        }
-    }
-
-    fn peak(&self) -> Grown {
-        let total = status_kb("VmHWM:").filter(|_| self.reset);
-        Grown {
-            kb: total.map(|kb| kb.saturating_sub(self.rss_kb)),
-            total_kb: total,
-        }
-    }
-}
-
-impl Grown {
-    fn per(&self, orders: usize) -> String {
-        self.kb.map_or_else(
-            || "unknown".to_owned(),
-            |kb| {
-                format!(
-                    "{:.0} B per order",
-                    kb as f64 * 1024.0 / orders.max(1) as f64
-                )
-            },
-        )
-    }
-}
-
-impl std::fmt::Display for Grown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.kb, self.total_kb) {
-            (Some(kb), Some(total)) => write!(
-                f,
-                "+{:.1} MB (to {:.1} MB)",
-                kb as f64 * 1024.0 / 1e6,
-                total as f64 * 1024.0 / 1e6
-            ),
-            _ => f.write_str("unknown"),
-        }
-    }
 }
 
 fn status_kb(field: &str) -> Option<u64> {
