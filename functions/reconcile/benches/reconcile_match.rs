@@ -194,8 +194,8 @@ fn goals(results: &[Result1]) {
         let growth = large.match_ns_per_row / small.match_ns_per_row;
         let parser = large.baseline_ns_per_row / small.baseline_ns_per_row;
         println!(
-            "goal, cost linear in rows: per-row time at {} rows ÷ at {} rows: parse+match {growth:.2}, \
-             parser alone {parser:.2}: {}",
+            "goal, cost linear in rows: per-row time at {} rows ÷ at {} rows: parse+match \
+             {growth:.2}, parser alone {parser:.2}: {}",
             large.rows,
             small.rows,
             met(growth <= parser * LINEAR_SLACK),

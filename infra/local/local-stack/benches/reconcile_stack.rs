@@ -717,10 +717,10 @@ async fn end_to_end(
     let peak = baseline.hwm_query_kb.max(baseline.hwm_match_kb);
     println!(
         "end to end, in the same run, the day read and matched as the function does it, in a \
-         process of its own: orders_of_day {:.1} s ({:.0} orders/s), parse+match {:.2} s \
-         ({:.2} M rows/s); end to end ÷ (query + match) = {:.2}x, the rest {:.1} s (bill \
-         download, report writes, up to 1 s of the bucket poll); this day's Query costs \
-         {:.0} RCU by DynamoDB's rule ({:.1} per 1,000 orders)",
+         process of its own: orders_of_day {:.1} s ({:.0} orders/s), add_order of them + \
+         parse+match {:.2} s ({:.2} M rows/s); end to end ÷ (query + match) = {:.2}x, the rest \
+         {:.1} s (bill download, report writes, up to 1 s of the bucket poll); this day's Query \
+         costs {:.0} RCU by DynamoDB's rule ({:.1} per 1,000 orders)",
         baseline.queried,
         orders as f64 / baseline.queried,
         baseline.matching,
@@ -731,10 +731,10 @@ async fn end_to_end(
         baseline.units * 1000.0 / orders as f64,
     );
     println!(
-        "end to end, memory of that process: {:.1} MB with its client ready; the {orders} orders read \
-         hold {:.1} MB ({:.0} B per order), peak {:.1} MB while reading them ({:.0} B per order \
-         above the start); peak {:.1} MB while matching; scaled to a 1,000,000-row day (950,945 \
-         orders), a peak of about {:.0} MB",
+        "end to end, memory of that process: {:.1} MB with its client ready; the {orders} \
+         orders read hold {:.1} MB ({:.0} B per order), peak {:.1} MB while reading them ({:.0} \
+         B per order above the start); peak {:.1} MB while matching; scaled to a \
+         1,000,000-row day (950,945 orders), a peak of about {:.0} MB",
         mb(baseline.rss_start_kb),
         mb(grown(baseline.rss_held_kb)),
         per_order(grown(baseline.rss_held_kb)),
