@@ -9,10 +9,14 @@
 //!   by production's transitions (see `synth_ledger`; timed apart and not counted: production
 //!   decodes them from DynamoDB items instead), added to a `Matcher` (`add_order`), 1,024
 //!   orders at a time (production's `orders_of_day` hands over the whole day at once: the
-//!   memory of that is measured by the local stack's `reconcile_stack` benchmark);
+//!   memory of that is measured by the local stack's `reconcile_stack` benchmark), in the
+//!   orders file's order (payment time; production adds them in the day index's order,
+//!   creation time, seconds to minutes earlier: either way the bill's rows find their
+//!   entries near one another);
 //! - **parse+match**: `reconcile::bill::read` of the bill ZIP into that matcher (every detail
 //!   row classified, then the whole-bill check), `aside_numbers`, `classify_aside`, `finish`;
-//! - **baseline**, in the same run: the parser alone, `BillArchive` over every detail row and
+//! - **baseline**, in the same run: the parser alone, `BillArchive` over every detail row (the
+//!   borrowed rows of `DetailReader::next_row`, as `reconcile::bill::read` reads them) and
 //!   `check_bill`, nothing matched;
 //!
 //! and prints per size the rows per second of both and their ratio (parse+match time over
@@ -251,15 +255,16 @@ fn parse_and_match(zip: &Path, mut matcher: Matcher) -> BenchResult<(Matched, u6
     Ok((matcher.finish(), read.rows, aside))
 }
 
-/// The parser alone: every detail row, then the whole-bill check.
+/// The parser alone: every detail row (borrowed, as the matcher reads them), then the
+/// whole-bill check.
 fn parse_only(zip: &Path) -> BenchResult<u64> {
     let file = std::io::BufReader::new(std::fs::File::open(zip)?);
     let mut archive = BillArchive::new(file)?;
     let summary = archive.summary()?;
     let mut detail = archive.detail()?;
     let mut rows = 0;
-    for record in detail.by_ref() {
-        black_box(record?);
+    while let Some(row) = detail.next_row() {
+        black_box(row?);
         rows += 1;
     }
     detail.check_bill(summary.as_ref())?;

@@ -2,7 +2,7 @@
 //! prove nothing is missing (the end marker and footer totals against the rows read, the
 //! summary entry's totals against both). Any failure rejects the whole bill.
 
-use crate::matching::Matcher;
+use crate::matching::{Matcher, Row};
 use alipay::bill::BillArchive;
 use domain::bills::BillKey;
 use std::path::Path;
@@ -35,9 +35,10 @@ pub fn read(
     let summary = archive.summary().map_err(|e| e.to_string())?;
     let mut rows = 0;
     let mut detail = archive.detail().map_err(|e| e.to_string())?;
-    for record in detail.by_ref() {
-        let record = record.map_err(|e| e.to_string())?;
-        matcher.row(&record);
+    // Borrowed rows: a million rows a day are read without a million sets of strings.
+    while let Some(row) = detail.next_row() {
+        let row = row.map_err(|e| e.to_string())?;
+        matcher.row(Row::from(&row));
         rows += 1;
         if let Some(progress) = progress.filter(|_| rows % PROGRESS_EVERY == 0) {
             progress(rows);

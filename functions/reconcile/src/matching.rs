@@ -17,11 +17,83 @@
 //! | `refund_here_missing_from_bill` | refunded here on the day, no refund row | `missing_from_bill` anomaly |
 //! | `unknown_out_trade_no` | no such order here | `unknown_order` anomaly |
 
-use alipay::bill::{BillRecord, RecordKind};
+use alipay::bill::{BillRecord, BillRow, RecordKind};
 use chrono::NaiveDate;
 use domain::order::{Order, OrderStatus, PaymentSource, RefundSource, RefundStatus};
+use hashbrown::HashTable;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use std::ops::Range;
+
+/// The ledger: entries in the order they were added (the day index's order, creation time,
+/// which is nearly the bill's order of completion time), their order numbers side by side in
+/// one string in that order, and an index of positions by order number. Consecutive rows so
+/// find their entries and numbers next to each other in memory, where a std `HashMap` would
+/// hold them in buckets scattered by hash, at up to twice their number, each number in an
+/// allocation of its own; hashbrown's `HashTable` (the table under std's map) holds only the
+/// 4-byte positions. Hashed with foldhash, randomly seeded per ledger as std's SipHash is, at
+/// a fraction of its cost per lookup (a bill is a million lookups).
+#[derive(Debug, Default)]
+struct Ledger {
+    entries: Vec<Entry>,
+    numbers: String,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Ledger {
+    fn number(&self, entry: &Entry) -> &str {
+        self.numbers.get(entry.number.clone()).unwrap_or_default()
+    }
+
+    fn position(&self, out_trade_no: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(out_trade_no);
+        let found = self.index.find(hash, |&at| {
+            self.entries
+                .get(at as usize)
+                .is_some_and(|entry| self.number(entry) == out_trade_no)
+        })?;
+        Some(*found as usize)
+    }
+
+    fn find_mut(&mut self, out_trade_no: &str) -> Option<&mut Entry> {
+        let at = self.position(out_trade_no)?;
+        self.entries.get_mut(at)
+    }
+
+    /// Adds the order's entry unless it is there already.
+    fn add(&mut self, order: &Order) {
+        let no = order.out_trade_no().as_str();
+        if self.position(no).is_some() {
+            return;
+        }
+        // Past u32::MAX bytes of order numbers (tens of millions of orders in a day) the
+        // positions would not fit; a Lambda could not hold such a ledger anyway.
+        let (Ok(at), Ok(start), Ok(end)) = (
+            u32::try_from(self.entries.len()),
+            u32::try_from(self.numbers.len()),
+            u32::try_from(self.numbers.len() + no.len()),
+        ) else {
+            return;
+        };
+        self.numbers.push_str(no);
+        self.entries
+            .push(Entry::of(order, start as usize..end as usize));
+        let Ledger {
+            entries,
+            numbers,
+            index,
+            hasher,
+        } = self;
+        index.insert_unique(hasher.hash_one(no), at, |&at| {
+            let number = entries
+                .get(at as usize)
+                .and_then(|entry| numbers.get(entry.number.clone()));
+            hasher.hash_one(number.unwrap_or_default())
+        });
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +160,8 @@ pub struct EntryRefund {
 /// What matching needs of an order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Where its order number is in the ledger's numbers.
+    number: Range<usize>,
     pub status: OrderStatus,
     pub amount_fen: i64,
     pub refunded_fen: i64,
@@ -99,8 +173,9 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn of(order: &Order) -> Entry {
+    fn of(order: &Order, number: Range<usize>) -> Entry {
         Entry {
+            number,
             status: order.status(),
             amount_fen: order.amount().fen().get(),
             refunded_fen: order.refunded_fen(),
@@ -169,24 +244,59 @@ pub struct Totals {
     pub refunds: Tally,
 }
 
-/// A row as matching needs it, borrowed from the record (rows that match allocate nothing).
-#[derive(Debug, Clone, Copy)]
-struct Row<'a> {
-    out_trade_no: &'a str,
-    trade_no: &'a str,
-    refund: bool,
-    out_request_no: Option<&'a str>,
-    fen: i64,
-    line: u64,
-    finished_at: chrono::DateTime<chrono::Utc>,
+/// What a bill row is, for matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKind {
+    Payment,
+    Refund,
+    /// Not a payment or a refund of a face-to-face trade: not ours to match.
+    Other,
 }
 
-impl<'a> Row<'a> {
-    fn of(record: &'a BillRecord) -> Row<'a> {
+impl From<&RecordKind> for RowKind {
+    fn from(kind: &RecordKind) -> RowKind {
+        match kind {
+            RecordKind::Payment => RowKind::Payment,
+            RecordKind::Refund => RowKind::Refund,
+            RecordKind::Other(_) => RowKind::Other,
+        }
+    }
+}
+
+/// A bill row as matching needs it, borrowed from the parser's row (rows that match
+/// allocate nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub out_trade_no: &'a str,
+    pub trade_no: &'a str,
+    pub kind: RowKind,
+    pub out_request_no: Option<&'a str>,
+    /// The row's amount in fen, positive also for refunds.
+    pub fen: i64,
+    pub line: u64,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> From<&'a BillRow<'_>> for Row<'a> {
+    fn from(row: &'a BillRow<'_>) -> Row<'a> {
+        Row {
+            out_trade_no: &row.out_trade_no,
+            trade_no: &row.trade_no,
+            kind: RowKind::from(&row.kind),
+            out_request_no: row.refund_request_no.as_deref(),
+            fen: row.amount.get().saturating_abs(),
+            line: row.line,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+impl<'a> From<&'a BillRecord> for Row<'a> {
+    fn from(record: &'a BillRecord) -> Row<'a> {
         Row {
             out_trade_no: &record.out_trade_no,
             trade_no: &record.trade_no,
-            refund: record.kind == RecordKind::Refund,
+            kind: RowKind::from(&record.kind),
             out_request_no: record.refund_request_no.as_deref(),
             fen: record.amount.get().saturating_abs(),
             line: record.line,
@@ -200,7 +310,7 @@ impl<'a> Row<'a> {
 struct Aside {
     out_trade_no: Box<str>,
     trade_no: Box<str>,
-    refund: bool,
+    kind: RowKind,
     out_request_no: Option<Box<str>>,
     fen: i64,
     line: u64,
@@ -212,7 +322,7 @@ impl Aside {
         Aside {
             out_trade_no: row.out_trade_no.into(),
             trade_no: row.trade_no.into(),
-            refund: row.refund,
+            kind: row.kind,
             out_request_no: row.out_request_no.map(Into::into),
             fen: row.fen,
             line: row.line,
@@ -224,7 +334,7 @@ impl Aside {
         Row {
             out_trade_no: &self.out_trade_no,
             trade_no: &self.trade_no,
-            refund: self.refund,
+            kind: self.kind,
             out_request_no: self.out_request_no.as_deref(),
             fen: self.fen,
             line: self.line,
@@ -233,102 +343,85 @@ impl Aside {
     }
 }
 
-/// The matching of one day's bill.
+/// How many rows are looked up together. A lookup is a hash table probe in memory the size of
+/// the day (tens of MB): one at a time, each row waits for its cache misses; a batch of
+/// independent lookups lets the processor overlap them.
+const BATCH: usize = 64;
+
+/// A row waiting in the batch, its text in the batch's buffer.
+#[derive(Debug, Clone)]
+struct Waiting {
+    out_trade_no: Range<usize>,
+    trade_no: Range<usize>,
+    out_request_no: Option<Range<usize>>,
+    kind: RowKind,
+    fen: i64,
+    line: u64,
+    finished_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Rows read but not yet classified, in the bill's order (buffers reused: no allocation per
+/// row once warm).
+#[derive(Debug, Default)]
+struct Batch {
+    text: String,
+    rows: Vec<Waiting>,
+    positions: Vec<Option<usize>>,
+}
+
+impl Batch {
+    fn keep(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(text);
+        start..self.text.len()
+    }
+
+    fn push(&mut self, row: Row<'_>) {
+        let waiting = Waiting {
+            out_trade_no: self.keep(row.out_trade_no),
+            trade_no: self.keep(row.trade_no),
+            out_request_no: row.out_request_no.map(|no| self.keep(no)),
+            kind: row.kind,
+            fen: row.fen,
+            line: row.line,
+            finished_at: row.finished_at,
+        };
+        self.rows.push(waiting);
+    }
+
+    fn text(&self, range: &Range<usize>) -> &str {
+        self.text.get(range.clone()).unwrap_or_default()
+    }
+
+    fn row(&self, waiting: &Waiting) -> Row<'_> {
+        Row {
+            out_trade_no: self.text(&waiting.out_trade_no),
+            trade_no: self.text(&waiting.trade_no),
+            kind: waiting.kind,
+            out_request_no: waiting.out_request_no.as_ref().map(|r| self.text(r)),
+            fen: waiting.fen,
+            line: waiting.line,
+            finished_at: waiting.finished_at,
+        }
+    }
+}
+
+/// The counts per class and the discrepancies found.
 #[derive(Debug)]
-pub struct Matcher {
-    day: NaiveDate,
-    entries: HashMap<Box<str>, Entry>,
-    aside: Vec<Aside>,
-    classes: BTreeMap<Class, Tally>,
-    bill: Totals,
+struct Tallies {
+    /// Indexed by `Class as usize` (the order of [`Class::ALL`]).
+    classes: [Tally; Class::ALL.len()],
     findings: Vec<Finding>,
 }
 
-impl Matcher {
-    pub fn new(day: NaiveDate) -> Matcher {
-        Matcher {
-            day,
-            entries: HashMap::new(),
-            aside: Vec::new(),
-            classes: Class::ALL.iter().map(|c| (*c, Tally::default())).collect(),
-            bill: Totals::default(),
-            findings: Vec::new(),
-        }
-    }
-
-    pub fn day(&self) -> NaiveDate {
-        self.day
-    }
-
-    /// Adds an order of the ledger (the day's orders, then the ones looked up).
-    pub fn add_order(&mut self, order: &Order) {
-        self.entries
-            .entry(order.out_trade_no().as_str().into())
-            .or_insert_with(|| Entry::of(order));
-    }
-
-    pub fn orders(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Classifies a row now, or puts it aside when its order is not in the ledger.
-    pub fn row(&mut self, record: &BillRecord) {
-        let row = Row::of(record);
-        match record.kind {
-            RecordKind::Payment => self.bill.payments.add(row.fen),
-            RecordKind::Refund => self.bill.refunds.add(row.fen),
-            // Not a payment or a refund of a face-to-face trade: not ours to match.
-            RecordKind::Other(_) => return,
-        }
-        if self.entries.contains_key(row.out_trade_no) {
-            self.classify(row);
-        } else {
-            self.aside.push(Aside::of(row));
-        }
-    }
-
-    /// The order numbers of the rows put aside (to look them up).
-    pub fn aside_numbers(&self) -> Vec<String> {
-        let mut numbers: Vec<String> = self
-            .aside
-            .iter()
-            .map(|a| a.out_trade_no.to_string())
-            .collect();
-        numbers.sort();
-        numbers.dedup();
-        numbers
-    }
-
-    /// Classifies the rows put aside, once the orders found for them were added.
-    pub fn classify_aside(&mut self) {
-        for aside in std::mem::take(&mut self.aside) {
-            self.classify(aside.row());
-        }
-    }
-
-    fn classify(&mut self, row: Row<'_>) {
-        let (class, status, ledger_fen) = match self.entries.get_mut(row.out_trade_no) {
-            None => (Class::UnknownOutTradeNo, None, None),
-            Some(entry) => {
-                let class = if row.refund {
-                    refund_class(entry, &row)
-                } else {
-                    entry.seen = true;
-                    payment_class(entry, &row)
-                };
-                let ledger_fen = if row.refund {
-                    row.out_request_no
-                        .and_then(|no| entry.refunds.iter().find(|r| &*r.out_request_no == no))
-                        .map(|r| r.amount_fen)
-                } else {
-                    Some(entry.amount_fen)
-                };
-                (class, Some(entry.status), ledger_fen)
-            }
-        };
-        if let Some(tally) = self.classes.get_mut(&class) {
-            tally.add(row.fen);
-        }
+impl Tallies {
+    fn add(&mut self, row: &Row<'_>, judged: Judged) {
+        let Judged {
+            class,
+            status,
+            ledger_fen,
+        } = judged;
+        self.classes[class as usize].add(row.fen);
         // Only a discrepancy is kept (and costs allocations): most rows match.
         if class.is_discrepancy() {
             self.findings.push(Finding {
@@ -346,19 +439,133 @@ impl Matcher {
     }
 
     fn record(&mut self, finding: Finding, fen: i64) {
-        if let Some(tally) = self.classes.get_mut(&finding.class) {
-            tally.add(fen);
-        }
+        self.classes[finding.class as usize].add(fen);
         if finding.class.is_discrepancy() {
             self.findings.push(finding);
         }
     }
+}
+
+/// The matching of one day's bill.
+#[derive(Debug)]
+pub struct Matcher {
+    day: NaiveDate,
+    entries: Ledger,
+    batch: Batch,
+    aside: Vec<Aside>,
+    tallies: Tallies,
+    bill: Totals,
+}
+
+impl Matcher {
+    pub fn new(day: NaiveDate) -> Matcher {
+        Matcher {
+            day,
+            entries: Ledger::default(),
+            batch: Batch::default(),
+            aside: Vec::new(),
+            tallies: Tallies {
+                classes: [Tally::default(); Class::ALL.len()],
+                findings: Vec::new(),
+            },
+            bill: Totals::default(),
+        }
+    }
+
+    pub fn day(&self) -> NaiveDate {
+        self.day
+    }
+
+    /// Adds an order of the ledger (the day's orders, then the ones looked up).
+    pub fn add_order(&mut self, order: &Order) {
+        // The rows read so far are classified against the ledger they were read with.
+        self.flush();
+        self.entries.add(order);
+    }
+
+    pub fn orders(&self) -> usize {
+        self.entries.entries.len()
+    }
+
+    /// Classifies a row (in a batch of [`BATCH`], in the bill's order), or puts it aside when
+    /// its order is not in the ledger.
+    pub fn row(&mut self, row: Row<'_>) {
+        match row.kind {
+            RowKind::Payment => self.bill.payments.add(row.fen),
+            RowKind::Refund => self.bill.refunds.add(row.fen),
+            RowKind::Other => return,
+        }
+        self.batch.push(row);
+        if self.batch.rows.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Classifies the rows of the batch: first every lookup, then every row.
+    fn flush(&mut self) {
+        let Matcher {
+            entries,
+            batch,
+            aside,
+            tallies,
+            ..
+        } = self;
+        batch.positions.clear();
+        for waiting in &batch.rows {
+            let position = entries.position(batch.text(&waiting.out_trade_no));
+            batch.positions.push(position);
+        }
+        for (waiting, position) in batch.rows.iter().zip(&batch.positions) {
+            let row = batch.row(waiting);
+            match position.and_then(|at| entries.entries.get_mut(at)) {
+                Some(entry) => tallies.add(&row, judge(entry, &row)),
+                None => aside.push(Aside::of(row)),
+            }
+        }
+        batch.rows.clear();
+        batch.text.clear();
+    }
+
+    /// The order numbers of the rows put aside (to look them up).
+    pub fn aside_numbers(&mut self) -> Vec<String> {
+        self.flush();
+        let mut numbers: Vec<String> = self
+            .aside
+            .iter()
+            .map(|a| a.out_trade_no.to_string())
+            .collect();
+        numbers.sort();
+        numbers.dedup();
+        numbers
+    }
+
+    /// Classifies the rows put aside, once the orders found for them were added.
+    pub fn classify_aside(&mut self) {
+        self.flush();
+        for aside in std::mem::take(&mut self.aside) {
+            self.classify(aside.row());
+        }
+    }
+
+    fn classify(&mut self, row: Row<'_>) {
+        let judged = match self.entries.find_mut(row.out_trade_no) {
+            None => Judged {
+                class: Class::UnknownOutTradeNo,
+                status: None,
+                ledger_fen: None,
+            },
+            Some(entry) => judge(entry, &row),
+        };
+        self.tallies.add(&row, judged);
+    }
 
     /// Ends the matching: what the ledger has for the day and the bill does not.
     pub fn finish(mut self) -> Matched {
+        self.flush();
         let mut ledger = Totals::default();
         let mut missing = Vec::new();
-        for (no, entry) in &self.entries {
+        for entry in &self.entries.entries {
+            let no = self.entries.number(entry);
             if entry.is_paid() && entry.paid_day == Some(self.day) {
                 ledger.payments.add(entry.amount_fen);
                 if !entry.seen {
@@ -401,15 +608,44 @@ impl Matcher {
         });
         for finding in missing {
             let fen = finding.ledger_fen.unwrap_or(0);
-            self.record(finding, fen);
+            self.tallies.record(finding, fen);
         }
         Matched {
             day: self.day,
-            classes: self.classes,
+            classes: Class::ALL.into_iter().zip(self.tallies.classes).collect(),
             bill: self.bill,
             ledger,
-            findings: self.findings,
+            findings: self.tallies.findings,
         }
+    }
+}
+
+/// A row's class, and what the ledger has against it.
+struct Judged {
+    class: Class,
+    status: Option<OrderStatus>,
+    ledger_fen: Option<i64>,
+}
+
+fn judge(entry: &mut Entry, row: &Row<'_>) -> Judged {
+    let refund = row.kind == RowKind::Refund;
+    let class = if refund {
+        refund_class(entry, row)
+    } else {
+        entry.seen = true;
+        payment_class(entry, row)
+    };
+    let ledger_fen = if refund {
+        row.out_request_no
+            .and_then(|no| entry.refunds.iter().find(|r| &*r.out_request_no == no))
+            .map(|r| r.amount_fen)
+    } else {
+        Some(entry.amount_fen)
+    };
+    Judged {
+        class,
+        status: Some(entry.status),
+        ledger_fen,
     }
 }
 
@@ -621,7 +857,7 @@ mod tests {
             row("NOBODY", RecordKind::Payment, 100, None),
             row("OK", RecordKind::Other("转账".into()), 5, None),
         ] {
-            matcher.row(&record);
+            matcher.row(Row::from(&record));
         }
         assert_eq!(matcher.aside_numbers(), vec!["NOBODY".to_owned()]);
         matcher.classify_aside();
@@ -654,12 +890,87 @@ mod tests {
         assert_eq!(matched.bill.refunds.fen, 30 + 30 + 31 + 10 + 100);
     }
 
+    /// Rows are classified in batches: across batch boundaries, and with an order's payment
+    /// and refund in one batch, every row is classified once, in the bill's order.
+    #[test]
+    fn rows_over_many_batches_are_each_classified_once_in_order() {
+        let mut matcher = Matcher::new(day());
+        let orders = 3 * BATCH + 5;
+        for i in 0..orders {
+            let no = format!("N{i:04}");
+            let order = paid(&no, 100, PaymentSource::Query);
+            if i % 7 == 0 {
+                matcher.add_order(&refunded(order, "R1", 40, true));
+            } else {
+                matcher.add_order(&order);
+            }
+        }
+        let mut rows = Vec::new();
+        for i in 0..orders {
+            let no = format!("N{i:04}");
+            rows.push(row(&no, RecordKind::Payment, 100, None));
+            if i % 7 == 0 {
+                rows.push(row(&no, RecordKind::Refund, -40, Some("R1")));
+            }
+            if i % 50 == 0 {
+                rows.push(row(&format!("X{i:04}"), RecordKind::Payment, 1, None));
+            }
+        }
+        // An amount mismatch on the last row: the findings keep the bill's order.
+        rows.push(row("N0001", RecordKind::Refund, -5, Some("R9")));
+        for record in &rows {
+            matcher.row(Row::from(record));
+        }
+        let unknown: Vec<String> = (0..orders)
+            .filter(|i| i % 50 == 0)
+            .map(|i| format!("X{i:04}"))
+            .collect();
+        assert_eq!(matcher.aside_numbers(), unknown);
+        matcher.classify_aside();
+        let matched = matcher.finish();
+        let refunds = (0..orders).filter(|i| i % 7 == 0).count() as u64;
+        assert_eq!(count(&matched, Class::Matched), orders as u64 + refunds);
+        assert_eq!(
+            count(&matched, Class::UnknownOutTradeNo),
+            unknown.len() as u64
+        );
+        assert_eq!(count(&matched, Class::RefundThereNoneHere), 1);
+        assert_eq!(matched.discrepancies(), unknown.len() as u64 + 1);
+        assert_eq!(matched.bill.payments.count, (orders + unknown.len()) as u64);
+        assert_eq!(matched.bill.refunds.count, refunds + 1);
+        // The row put aside come after the rows classified in the bill's order.
+        let classes: Vec<Class> = matched.findings.iter().map(|f| f.class).collect();
+        let mut expected = vec![Class::RefundThereNoneHere];
+        expected.extend(std::iter::repeat_n(Class::UnknownOutTradeNo, unknown.len()));
+        assert_eq!(classes, expected);
+    }
+
+    /// A row read before its order was added is put aside, and classified once it is.
+    #[test]
+    fn an_order_added_after_its_row_is_looked_up_aside() {
+        let mut matcher = Matcher::new(day());
+        matcher.row(Row::from(&row("LATE", RecordKind::Payment, 100, None)));
+        matcher.add_order(&paid("LATE", 100, PaymentSource::Query));
+        assert_eq!(matcher.aside_numbers(), vec!["LATE".to_owned()]);
+        matcher.classify_aside();
+        let matched = matcher.finish();
+        assert_eq!(count(&matched, Class::Matched), 1);
+        assert_eq!(matched.discrepancies(), 0);
+    }
+
+    #[test]
+    fn classes_are_counted_in_the_order_of_all() {
+        for (index, class) in Class::ALL.into_iter().enumerate() {
+            assert_eq!(class as usize, index, "{class:?}");
+        }
+    }
+
     #[test]
     fn a_second_run_after_healing_classifies_as_the_first() {
         let healed = paid("OPEN", 100, PaymentSource::Reconciliation);
         let mut matcher = Matcher::new(day());
         matcher.add_order(&healed);
-        matcher.row(&row("OPEN", RecordKind::Payment, 100, None));
+        matcher.row(Row::from(&row("OPEN", RecordKind::Payment, 100, None)));
         assert_eq!(count(&matcher.finish(), Class::PaidThereNotHere), 1);
     }
 

@@ -513,15 +513,14 @@ impl Columns {
         })
     }
 
-    fn record(&self, row: &csv::ByteRecord, line: u64) -> Result<BillRecord, BillError> {
-        let raw = |index: usize| row.get(index).map_or(&b""[..], trim);
+    /// The row's cell at `index`, trimmed (a missing cell is empty).
+    fn raw(row: &csv::ByteRecord, index: usize) -> &[u8] {
+        row.get(index).map_or(&b""[..], trim)
+    }
+
+    fn row<'a>(&'a self, row: &'a csv::ByteRecord, line: u64) -> Result<BillRow<'a>, BillError> {
+        let raw = |index: usize| Self::raw(row, index);
         let cell = |index: usize| text(raw(index));
-        let optional = |index: Option<usize>| {
-            index
-                .map(raw)
-                .filter(|bytes| !bytes.is_empty())
-                .map(|bytes| text(bytes).into_owned())
-        };
         let error = |reason: String| BillError::Row { line, reason };
         let amount = |index: usize, name: &str| {
             Fen::from_yuan(&cell(index)).map_err(|_| {
@@ -552,29 +551,126 @@ impl Columns {
             kind if kind == self.refund => RecordKind::Refund,
             kind => RecordKind::Other(text(kind).into_owned()),
         };
-        Ok(BillRecord {
+        Ok(BillRow {
             line,
-            trade_no: trade_no.into_owned(),
-            out_trade_no: cell(self.out_trade_no).into_owned(),
+            trade_no,
+            out_trade_no: cell(self.out_trade_no),
             kind,
-            subject: self
-                .subject
-                .map(|index| cell(index).into_owned())
-                .unwrap_or_default(),
             created_at: time(self.created_at, "创建时间")?,
             finished_at: time(self.finished_at, "完成时间")?,
-            store_id: optional(self.store_id),
-            store_name: optional(self.store_name),
-            operator_id: optional(self.operator_id),
-            terminal_id: optional(self.terminal_id),
-            buyer_account: optional(self.buyer_account),
             amount: amount(self.amount, "订单金额（元）")?,
             receipt: amount(self.receipt, "商家实收（元）")?,
             merchant_discount: optional_amount(self.merchant_discount, "商家优惠（元）")?,
-            refund_request_no: optional(self.refund_request_no),
+            refund_request_no: self
+                .refund_request_no
+                .map(raw)
+                .filter(|b| !b.is_empty())
+                .map(text),
             fee: optional_amount(self.fee, "服务费（元）")?,
-            remark: optional(self.remark),
+            cells: row,
+            columns: self,
         })
+    }
+}
+
+/// One row of the detail file borrowed from the reader ([`DetailReader::next_row`]), for
+/// reading a million rows without a million sets of strings: the cells reconciliation reads
+/// of every row are parsed and checked (a malformed one is the row's error, as for
+/// [`BillRecord`]) and borrowed where they are ASCII; the descriptive text cells are decoded
+/// only when asked for. [`BillRow::to_record`] makes the owned record.
+#[derive(Debug, Clone)]
+pub struct BillRow<'a> {
+    /// The 1-based line of the row in the detail file.
+    pub line: u64,
+    /// `支付宝交易号`.
+    pub trade_no: Cow<'a, str>,
+    /// `商户订单号`.
+    pub out_trade_no: Cow<'a, str>,
+    /// `业务类型`.
+    pub kind: RecordKind,
+    /// `创建时间`.
+    pub created_at: DateTime<Utc>,
+    /// `完成时间`.
+    pub finished_at: DateTime<Utc>,
+    /// `订单金额（元）`: negative on refund rows.
+    pub amount: Fen,
+    /// `商家实收（元）`.
+    pub receipt: Fen,
+    /// `商家优惠（元）` (zero when the column is absent).
+    pub merchant_discount: Fen,
+    /// `退款批次号/请求号`.
+    pub refund_request_no: Option<Cow<'a, str>>,
+    /// `服务费（元）` (zero when the column is absent).
+    pub fee: Fen,
+    cells: &'a csv::ByteRecord,
+    columns: &'a Columns,
+}
+
+impl<'a> BillRow<'a> {
+    fn optional(&self, index: Option<usize>) -> Option<Cow<'a, str>> {
+        index
+            .map(|index| Columns::raw(self.cells, index))
+            .filter(|bytes| !bytes.is_empty())
+            .map(text)
+    }
+
+    /// `商品名称` (empty when the column is absent).
+    pub fn subject(&self) -> Cow<'a, str> {
+        self.optional(self.columns.subject).unwrap_or_default()
+    }
+
+    /// `门店编号`.
+    pub fn store_id(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.store_id)
+    }
+
+    /// `门店名称`.
+    pub fn store_name(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.store_name)
+    }
+
+    /// `操作员`.
+    pub fn operator_id(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.operator_id)
+    }
+
+    /// `终端号`.
+    pub fn terminal_id(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.terminal_id)
+    }
+
+    /// `对方账户`.
+    pub fn buyer_account(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.buyer_account)
+    }
+
+    /// `备注`.
+    pub fn remark(&self) -> Option<Cow<'a, str>> {
+        self.optional(self.columns.remark)
+    }
+
+    /// The row as an owned record.
+    pub fn to_record(&self) -> BillRecord {
+        BillRecord {
+            line: self.line,
+            trade_no: self.trade_no.clone().into_owned(),
+            out_trade_no: self.out_trade_no.clone().into_owned(),
+            kind: self.kind.clone(),
+            subject: self.subject().into_owned(),
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            store_id: self.store_id().map(Cow::into_owned),
+            store_name: self.store_name().map(Cow::into_owned),
+            operator_id: self.operator_id().map(Cow::into_owned),
+            terminal_id: self.terminal_id().map(Cow::into_owned),
+            buyer_account: self.buyer_account().map(Cow::into_owned),
+            amount: self.amount,
+            receipt: self.receipt,
+            merchant_discount: self.merchant_discount,
+            refund_request_no: self.refund_request_no.clone().map(Cow::into_owned),
+            fee: self.fee,
+            remark: self.remark().map(Cow::into_owned),
+        }
     }
 }
 
@@ -716,7 +812,7 @@ impl<R: Read> DetailReader<R> {
     }
 
     /// Ends the reading with `error`.
-    fn fail(&mut self, error: BillError) -> Option<Result<BillRecord, BillError>> {
+    fn fail<T>(&mut self, error: BillError) -> Option<Result<T, BillError>> {
         self.finished = true;
         self.failed = Some(error.clone());
         Some(Err(error))
@@ -753,11 +849,11 @@ impl<R: Read> DetailReader<R> {
     }
 }
 
-impl<R: Read> Iterator for DetailReader<R> {
-    type Item = Result<BillRecord, BillError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
+impl<R: Read> DetailReader<R> {
+    /// The next row, borrowed from the reader until the next call (a lending iterator: the
+    /// rows of [`Iterator::next`] without their allocations). `None` at the end.
+    pub fn next_row(&mut self) -> Option<Result<BillRow<'_>, BillError>> {
+        let line = loop {
             if self.finished {
                 return None;
             }
@@ -790,35 +886,41 @@ impl<R: Read> Iterator for DetailReader<R> {
                     None => self.fail(e),
                 };
             }
-            let Some(columns) = &self.columns else {
-                if self
-                    .row
-                    .iter()
-                    .any(|cell| text(trim(cell)) == TRADE_NO_HEADER)
-                {
-                    match Columns::from_header(&self.row, line) {
-                        Ok(columns) => self.columns = Some(columns),
-                        Err(e) => return self.fail(e),
-                    }
-                }
-                continue;
-            };
-            let result = columns.record(&self.row, line);
-            if let Ok(record) = &result {
-                match record.kind {
-                    RecordKind::Payment => self
-                        .counted
-                        .payments
-                        .add(record.receipt, record.merchant_discount),
-                    RecordKind::Refund => self
-                        .counted
-                        .refunds
-                        .add(record.receipt, record.merchant_discount),
-                    RecordKind::Other(_) => self.counted.other += 1,
+            if self.columns.is_some() {
+                break line;
+            }
+            if self
+                .row
+                .iter()
+                .any(|cell| text(trim(cell)) == TRADE_NO_HEADER)
+            {
+                match Columns::from_header(&self.row, line) {
+                    Ok(columns) => self.columns = Some(columns),
+                    Err(e) => return self.fail(e),
                 }
             }
-            return Some(result);
+        };
+        let columns = self.columns.as_ref()?;
+        let result = columns.row(&self.row, line);
+        if let Ok(row) = &result {
+            match row.kind {
+                RecordKind::Payment => self
+                    .counted
+                    .payments
+                    .add(row.receipt, row.merchant_discount),
+                RecordKind::Refund => self.counted.refunds.add(row.receipt, row.merchant_discount),
+                RecordKind::Other(_) => self.counted.other += 1,
+            }
         }
+        Some(result)
+    }
+}
+
+impl<R: Read> Iterator for DetailReader<R> {
+    type Item = Result<BillRecord, BillError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_row().map(|row| row.map(|row| row.to_record()))
     }
 }
 
@@ -1322,6 +1424,40 @@ mod tests {
             *reader.counted(),
             header_lines,
         )
+    }
+
+    /// The borrowed rows are the owned records: the same cells, the same row errors, the same
+    /// counts and footer; only ASCII cells are borrowed, text is decoded when asked for.
+    #[test]
+    fn borrowed_rows_read_as_the_owned_records() -> TestResult {
+        let bad = ROWS[1].replace(",0.10,0.10,", ",0.1x,0.10,");
+        let text = detail_text(HEADER, &[ROWS[0], &bad, ROWS[2]], "\r\n");
+        let (owned, footer, counted, _) = parse_text(&text);
+        let mut reader = DetailReader::new(io::Cursor::new(gbk(&text)));
+        let mut borrowed = Vec::new();
+        while let Some(row) = reader.next_row() {
+            let row = row.map(|row| {
+                assert!(matches!(row.out_trade_no, Cow::Borrowed(_)));
+                assert!(matches!(row.trade_no, Cow::Borrowed(_)));
+                row.to_record()
+            });
+            borrowed.push(row);
+        }
+        assert_eq!(borrowed, owned);
+        assert_eq!(reader.footer(), &footer);
+        assert_eq!(reader.counted(), &counted);
+        assert!(borrowed[1].is_err());
+
+        let mut reader = DetailReader::new(io::Cursor::new(gbk(&text)));
+        let row = reader.next_row().ok_or("no row")??;
+        assert_eq!(row.subject(), "下单测试");
+        assert_eq!(row.store_id().as_deref(), Some("S1"));
+        assert_eq!(row.store_name(), None);
+        assert_eq!(row.operator_id().as_deref(), Some("op1"));
+        assert_eq!(row.terminal_id().as_deref(), Some("t1"));
+        assert_eq!(row.buyer_account().as_deref(), Some("*津水(602***@qq.com)"));
+        assert_eq!(row.remark().as_deref(), Some("备注一"));
+        Ok(())
     }
 
     fn records(results: Vec<Result<BillRecord, BillError>>) -> Result<Vec<BillRecord>, BillError> {
