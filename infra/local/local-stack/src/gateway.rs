@@ -36,7 +36,34 @@ pub enum Route {
     },
 }
 
+/// The function that serves a route (the crate and binary of the same name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Pay,
+    Query,
+    Notify,
+}
+
+impl Function {
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Pay => "pay",
+            Function::Query => "query",
+            Function::Notify => "notify",
+        }
+    }
+}
+
 impl Route {
+    /// The function that serves this route, as `template.yaml` maps it.
+    pub fn function(&self) -> Function {
+        match self {
+            Route::Pay | Route::Refund { .. } => Function::Pay,
+            Route::Query { .. } | Route::RefundStatus { .. } => Function::Query,
+            Route::Notify => Function::Notify,
+        }
+    }
+
     /// API Gateway's `routeKey`.
     pub fn key(&self) -> &'static str {
         match self {

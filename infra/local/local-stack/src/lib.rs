@@ -28,7 +28,7 @@ use axum::extract::{Request as AxumRequest, State};
 use axum::http::StatusCode;
 use f2f_runtime::config::{Config, Function};
 use f2f_runtime::{SystemClock, wiring};
-use gateway::{HttpRequest, Route};
+use gateway::HttpRequest;
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -552,14 +552,10 @@ async fn serve_request(
                     }
                     Ok(request) => {
                         let answer = async {
-                            match &route {
-                                Route::Pay | Route::Refund { .. } => {
-                                    functions.pay.handle(request).await
-                                }
-                                Route::Query { .. } | Route::RefundStatus { .. } => {
-                                    functions.query.handle(request).await
-                                }
-                                Route::Notify => functions.notify.handle(request).await,
+                            match route.function() {
+                                gateway::Function::Pay => functions.pay.handle(request).await,
+                                gateway::Function::Query => functions.query.handle(request).await,
+                                gateway::Function::Notify => functions.notify.handle(request).await,
                             }
                         };
                         match tokio::time::timeout(gateway::INTEGRATION_TIMEOUT, answer).await {
