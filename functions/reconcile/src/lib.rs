@@ -31,11 +31,19 @@ use std::future::Future;
 use std::path::PathBuf;
 
 /// The day index: the orders created on one Beijing day, handed over one by one (a day may
-/// hold a million orders: they are never all in memory as whole orders).
+/// hold a million orders: they are never all in memory as whole orders); and orders of other
+/// days by number, many at a time.
 pub trait DayIndex: Send + Sync {
     fn each_order_of_day(
         &self,
         day: NaiveDate,
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The orders of these numbers that exist, handed over one by one; returns how many.
+    fn each_order_numbered(
+        &self,
+        numbers: &[OutTradeNo],
         each: &mut (dyn FnMut(Order) + Send),
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
@@ -47,6 +55,14 @@ impl DayIndex for aws_adapters::DynamoOrderStore {
         each: &mut (dyn FnMut(Order) + Send),
     ) -> Result<u64, StoreError> {
         aws_adapters::DynamoOrderStore::each_order_of_day(self, day, each).await
+    }
+
+    async fn each_order_numbered(
+        &self,
+        numbers: &[OutTradeNo],
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        aws_adapters::DynamoOrderStore::each_order_numbered(self, numbers, each).await
     }
 }
 
@@ -143,13 +159,15 @@ where
             Ok(ReadBill { rows }) => rows,
             Err(reason) => return Err(self.reject(key, day, &identity, reason).await),
         };
-        for number in matcher.aside_numbers() {
-            if let Ok(no) = OutTradeNo::parse(&number)
-                && let Some(order) = self.store.get(&no).await?
-            {
-                matcher.add_order(&order);
-            }
-        }
+        // A number that is not a valid order number has no order here (unknown_out_trade_no).
+        let numbers: Vec<OutTradeNo> = matcher
+            .aside_numbers()
+            .iter()
+            .filter_map(|number| OutTradeNo::parse(number).ok())
+            .collect();
+        self.store
+            .each_order_numbered(&numbers, &mut |order| matcher.add_order(&order))
+            .await?;
         matcher.classify_aside();
         let orders = matcher.orders() as u64;
         let matched = matcher.finish();

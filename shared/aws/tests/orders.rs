@@ -416,3 +416,46 @@ async fn events_of_an_order_follow_every_kind_of_transition() {
     assert_eq!(events[2], failed.event);
     assert_eq!(store.get(&no).await.unwrap(), Some(failed.next));
 }
+
+/// Orders by number, more than one BatchGetItem's worth: every existing one exactly once,
+/// the absent ones skipped, as they are now (strongly consistent).
+#[tokio::test]
+async fn orders_are_found_by_number_a_hundred_at_a_time() {
+    let db = dynamo().await;
+    let store = DynamoOrderStore::new(db.client.clone(), &db.table);
+    let mut stored = std::collections::BTreeMap::new();
+    for _ in 0..130 {
+        let no = OutTradeNo::generate();
+        let (order, event) = claimed(&no, "h", Utc::now());
+        store.claim(&order, &event).await.unwrap();
+        stored.insert(no.as_str().to_owned(), order);
+    }
+    // One of them changed since it was claimed: the lookup sees the change.
+    let first = stored.values().next().cloned().unwrap();
+    let closed = first.closed("expired", Utc::now()).unwrap();
+    store.apply(&closed).await.unwrap();
+    stored.insert(first.out_trade_no().as_str().to_owned(), closed.next);
+    db.calls.take();
+
+    let mut numbers: Vec<OutTradeNo> = stored
+        .keys()
+        .map(|no| OutTradeNo::parse(no).unwrap())
+        .collect();
+    numbers.extend((0..20).map(|_| OutTradeNo::generate()));
+    let mut found = std::collections::BTreeMap::new();
+    let count = store
+        .each_order_numbered(&numbers, &mut |order| {
+            let previous = found.insert(order.out_trade_no().as_str().to_owned(), order);
+            assert!(previous.is_none(), "an order handed over twice");
+        })
+        .await
+        .unwrap();
+    assert_eq!(count, 130);
+    assert_eq!(found, stored);
+    assert_eq!(db.calls.take(), ["BatchGetItem", "BatchGetItem"]);
+    assert_eq!(
+        store.each_order_numbered(&[], &mut |_| {}).await.unwrap(),
+        0
+    );
+    assert!(db.calls.take().is_empty());
+}

@@ -374,6 +374,17 @@ impl<S: DayIndex> DayIndex for CliStore<S> {
     ) -> Result<u64, StoreError> {
         self.inner.each_order_of_day(day, each).await
     }
+
+    async fn each_order_numbered(
+        &self,
+        numbers: &[OutTradeNo],
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        for _ in numbers {
+            self.count(false);
+        }
+        self.inner.each_order_numbered(numbers, each).await
+    }
 }
 
 /// What a bill file says about its day.

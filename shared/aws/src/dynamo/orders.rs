@@ -34,7 +34,8 @@ use crate::error::describe;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use chrono::{NaiveDate, SecondsFormat};
 use domain::OutTradeNo;
@@ -49,6 +50,10 @@ use std::time::Duration;
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
 const ORDER_SK: &str = "ORDER";
+/// BatchGetItem's most keys per request.
+const BATCH_GET_KEYS: usize = 100;
+/// Requests for one batch of keys before unprocessed ones are an error.
+const BATCH_GET_ATTEMPTS: u32 = 6;
 pub const EVENT_SK_PREFIX: &str = "EVENT#";
 /// The attribute of an audit event item holding the order after the transition.
 pub const ORDER_SNAPSHOT: &str = "order";
@@ -340,6 +345,78 @@ impl DynamoOrderStore {
             }
         }
         Ok(count)
+    }
+
+    /// The orders of these numbers (absent ones skipped), handed to `each`, read with
+    /// BatchGetItem, 100 keys a request, strongly consistent: a bill's rows of orders created
+    /// on other days are looked up a hundred at a time instead of one by one. Keys DynamoDB
+    /// leaves unprocessed (throttling) are asked for again with a growing pause; still
+    /// unprocessed after [`BATCH_GET_ATTEMPTS`] requests, the store is unavailable. Returns how
+    /// many were found.
+    pub async fn each_order_numbered(
+        &self,
+        numbers: &[OutTradeNo],
+        each: &mut (dyn FnMut(Order) + Send),
+    ) -> Result<u64, StoreError> {
+        let mut found = 0;
+        for chunk in numbers.chunks(BATCH_GET_KEYS) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|no| {
+                    HashMap::from([
+                        (PK.to_owned(), s(order_pk(no))),
+                        (SK.to_owned(), s(ORDER_SK)),
+                    ])
+                })
+                .collect();
+            let mut pending = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("a BatchGetItem request: {e}")))?;
+            for attempt in 0.. {
+                let got = Box::pin(
+                    self.client
+                        .batch_get_item()
+                        .request_items(&self.table, pending.clone())
+                        .send(),
+                )
+                .await
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("BatchGetItem of orders: {}", describe(&e)))
+                })?;
+                let items = got
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default();
+                for item in items {
+                    each(decode_order(item)?);
+                    found += 1;
+                }
+                match got
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                {
+                    Some(left) if !left.keys().is_empty() => {
+                        if attempt + 1 >= BATCH_GET_ATTEMPTS {
+                            return Err(StoreError::Unavailable(format!(
+                                "BatchGetItem left {} orders unprocessed {BATCH_GET_ATTEMPTS} times",
+                                left.keys().len()
+                            )));
+                        }
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        pending = left;
+                    }
+                    _ => break,
+                }
+            }
+        }
+        tracing::debug!(
+            operation = "each_order_numbered",
+            asked = numbers.len(),
+            found
+        );
+        Ok(found)
     }
 
     pub(crate) fn client(&self) -> &Client {
