@@ -1,12 +1,17 @@
-//! What the SQS event source mapping does for the timeout-close function in AWS: receive the
-//! expiry queue's due messages in batches of up to 10, hand them to the function as an
-//! `SqsEvent`, delete the ones it did not name as failures, and leave the failures to come
-//! back after the visibility timeout (the queue's redrive policy moves a message to the DLQ
-//! after its fifth receive, as in `template.yaml`).
+//! The expiry queue and its dead-letter queue as `template.yaml` declares them
+//! (`ExpiryQueue`, `ExpiryDeadLetterQueue`), and what the SQS event source mapping does for
+//! the timeout-close function in AWS: receive the expiry queue's due messages in batches of up
+//! to [`BATCH_SIZE`], hand them to the function as an `SqsEvent`, delete the ones it did not
+//! name as failures (`ReportBatchItemFailures`), and leave the failures to come back after
+//! the queue's visibility timeout (the redrive policy moves a message to the dead-letter queue
+//! after its [`MAX_RECEIVE_COUNT`]th receive).
+//!
+//! The constants here are the local side of the drift test (`tests/drift.rs`), which compares
+//! them with the template.
 
 use aws_adapters::aws_sdk_sqs;
 use aws_adapters::aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use std::collections::HashMap;
@@ -14,12 +19,63 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// Messages per batch (the template's `BatchSize`).
-const BATCH_SIZE: i32 = 10;
+/// Messages per batch (the event source mapping's `BatchSize`).
+pub const BATCH_SIZE: i32 = 10;
+/// The poller answers only the failed messages (`FunctionResponseTypes:
+/// [ReportBatchItemFailures]`): the others are deleted.
+pub const REPORT_BATCH_ITEM_FAILURES: bool = true;
+/// How long a received message stays invisible (the queue's `VisibilityTimeout`). The
+/// poller sets no visibility of its own on receive, as Lambda's does not: the queue's applies.
+pub const VISIBILITY_TIMEOUT_SECONDS: i32 = 180;
+/// The queue's `DelaySeconds` (each message sets its own delay, up to 900 s).
+pub const DELAY_SECONDS: i32 = 0;
+/// `MessageRetentionPeriod` of the queue and of its dead-letter queue (14 days).
+pub const MESSAGE_RETENTION_SECONDS: i32 = 1_209_600;
+/// Receives of a message before the redrive policy moves it to the dead-letter queue.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// Both queues are encrypted with SQS-managed keys (`SqsManagedSseEnabled`).
+pub const SQS_MANAGED_SSE: bool = true;
 /// Long polling: an idle queue costs one request per this many seconds.
 const WAIT_SECONDS: i32 = 1;
-/// How long a received message stays invisible (the template's queue setting).
-pub const VISIBILITY_TIMEOUT_SECONDS: i32 = 30;
+
+/// The expiry queue's attributes, its redrive policy naming `dead_letter_arn`.
+pub fn queue_attributes(dead_letter_arn: &str) -> Vec<(QueueAttributeName, String)> {
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dead_letter_arn,
+        "maxReceiveCount": MAX_RECEIVE_COUNT,
+    });
+    vec![
+        (
+            QueueAttributeName::VisibilityTimeout,
+            VISIBILITY_TIMEOUT_SECONDS.to_string(),
+        ),
+        (QueueAttributeName::DelaySeconds, DELAY_SECONDS.to_string()),
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            MESSAGE_RETENTION_SECONDS.to_string(),
+        ),
+        (
+            QueueAttributeName::SqsManagedSseEnabled,
+            SQS_MANAGED_SSE.to_string(),
+        ),
+        (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+    ]
+}
+
+/// The dead-letter queue's attributes.
+pub fn dead_letter_queue_attributes() -> Vec<(QueueAttributeName, String)> {
+    vec![
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            MESSAGE_RETENTION_SECONDS.to_string(),
+        ),
+        (
+            QueueAttributeName::SqsManagedSseEnabled,
+            SQS_MANAGED_SSE.to_string(),
+        ),
+    ]
+}
+
 const PAUSE_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// Polls `queue_url` until `stop` turns true, giving each batch to `handle` (which answers
@@ -75,6 +131,13 @@ pub async fn poll<H, F>(
             event.records.push(record);
         }
         let failed = handle(event).await;
+        // Without ReportBatchItemFailures, Lambda ignores the answer of a function that
+        // returned: the whole batch is done.
+        let failed = if REPORT_BATCH_ITEM_FAILURES {
+            failed
+        } else {
+            Vec::new()
+        };
         let done: Vec<DeleteMessageBatchRequestEntry> = receipts
             .into_iter()
             .filter(|(id, _)| !failed.contains(id))

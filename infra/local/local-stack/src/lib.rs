@@ -15,6 +15,12 @@
 //!   them to a FIFO queue in moto and logs each one ([`streams`]).
 //!
 //! Moto and the sandbox keep their state in memory: every run starts with no orders.
+//!
+//! The queues, the table, the bucket's notification and the schedule are created or run from
+//! constants ([`expiry`], [`streams`], [`bills`], `aws_adapters::dynamo::schema`) that
+//! `tests/drift.rs` compares with `template.yaml`. Once everything answers, [`run`] writes
+//! `<local dir>/stack.json` ([`LocalStack::description`]) and removes it when the stack stops
+//! (SIGINT or SIGTERM; moto, a child process, is killed and reaped with it).
 
 pub mod bills;
 pub mod expiry;
@@ -50,6 +56,11 @@ pub const EXPIRY_QUEUE: &str = "order-expiry";
 pub const EXPIRY_DEAD_LETTER_QUEUE: &str = "order-expiry-dlq";
 /// Where the sandbox keeps its keys and `sandbox.json`, under the local directory.
 pub const SANDBOX_DIR: &str = "sandbox";
+/// The running stack's description ([`LocalStack::description`]), under the local directory.
+pub const STACK_FILE: &str = "stack.json";
+/// How long a stopping stack may take to let its requests and pollers finish before moto is
+/// killed anyway.
+pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The optional function variables (timing knobs) that may be set in the environment of
 /// `make run`; the others are the stack's own.
@@ -140,8 +151,9 @@ pub struct LocalStack {
     moto: MotoServer,
     merchant_key: MerchantKey,
     events: streams::EventsPublisher,
+    expiry_queues: ExpiryQueues,
+    local_dir: PathBuf,
     sandbox_dir: PathBuf,
-    sync_after_seconds: u64,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     expiry_task: JoinHandle<()>,
@@ -182,7 +194,8 @@ impl LocalStack {
         )
         .await?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let queue_url = create_expiry_queue(&sqs).await?;
+        let expiry_queues = create_expiry_queue(&sqs).await?;
+        let queue_url = expiry_queues.url.clone();
         tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
         let events = streams::start(&sdk, ORDERS_TABLE).await?;
 
@@ -341,8 +354,9 @@ impl LocalStack {
             moto,
             merchant_key,
             events,
+            expiry_queues,
+            local_dir: local_dir.clone(),
             sandbox_dir,
-            sync_after_seconds: sync_after.as_secs(),
             stop,
             server,
             expiry_task,
@@ -382,7 +396,70 @@ impl LocalStack {
         &self.events
     }
 
-    /// What `make run` prints once everything answers.
+    /// The file [`run`] writes once the stack is ready: `<local dir>/stack.json`.
+    pub fn stack_file(&self) -> PathBuf {
+        self.local_dir.join(STACK_FILE)
+    }
+
+    /// What `stack.json` holds: where each service answers and the names of what the stack
+    /// created, for scripts and tools. The merchant key's secret is not in it, only the path of
+    /// the file holding it. Paths are absolute.
+    pub fn description(&self) -> serde_json::Value {
+        let key = &self.merchant_key;
+        serde_json::json!({
+            "pid": std::process::id(),
+            "api_url": self.api_url,
+            "sandbox_url": self.sandbox_url(),
+            "sandbox_gateway_url": self.sandbox_gateway_url(),
+            "sandbox_dir": absolute_text(&self.sandbox_dir),
+            "emulator_endpoint": self.moto_url(),
+            "region": test_support::moto::REGION,
+            "merchant_key": {
+                "key_id": key.key_id,
+                "secret_file": absolute_text(&key.secret_file),
+                "keys_file": absolute_text(&key.keys_file),
+            },
+            "table": ORDERS_TABLE,
+            "expiry_queue_url": self.expiry_queues.url,
+            "expiry_dead_letter_queue_url": self.expiry_queues.dead_letter_url,
+            "events_queue": streams::EVENTS_QUEUE,
+            "events_queue_url": self.events.queue_url(),
+            "events_failure_queue_url": self.events.failure_queue_url(),
+            "bill_bucket": bills::BILL_BUCKET,
+        })
+    }
+
+    /// Writes [`LocalStack::description`] to [`LocalStack::stack_file`] atomically (a
+    /// temporary file in the same directory, then renamed over it): a reader sees the previous
+    /// file or the whole new one.
+    pub fn write_stack_file(&self) -> Result<PathBuf, Error> {
+        let path = self.stack_file();
+        let temporary = self
+            .local_dir
+            .join(format!(".{STACK_FILE}.{}.tmp", std::process::id()));
+        let text = serde_json::to_string_pretty(&self.description())?;
+        let written = std::fs::write(&temporary, format!("{text}\n"))
+            .and_then(|()| std::fs::rename(&temporary, &path));
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(format!("cannot write {}: {error}", path.display()).into());
+        }
+        Ok(path)
+    }
+
+    /// Removes the stack file if it is this process's (another stack may have replaced it).
+    pub fn remove_stack_file(&self) {
+        let path = self.stack_file();
+        let ours = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .is_some_and(|found| found["pid"] == std::process::id());
+        if ours && let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(%error, file = %path.display(), "the stack file could not be removed");
+        }
+    }
+
+    /// What `make run` prints once everything answers: a short quick start.
     pub fn banner(&self) -> String {
         let api = &self.api_url;
         let sandbox = self.sandbox_url();
@@ -390,79 +467,143 @@ impl LocalStack {
         let secret = key.secret_file.display();
         format!(
             "\n\
-             Local stack ready (127.0.0.1 only; Ctrl-C stops everything; state is in memory).\n\
-             \n\
+             Local stack ready on 127.0.0.1 (Ctrl-C stops everything; state is in memory).\n\
              \x20 merchant API    {api}\n\
-             \x20                 POST /v1/payments, GET /v1/payments/{{out_trade_no}}, POST /alipay/notify\n\
              \x20 Alipay sandbox  {sandbox}/  (web page: trades, QR codes, buyer buttons)\n\
-             \x20                 {gateway}  (gateway; keys and sandbox.json in {sandbox_dir})\n\
-             \x20 AWS (moto)      {moto}  (table {ORDERS_TABLE}; queue {EXPIRY_QUEUE}, consumed by timeout-close)\n\
-             \x20 events          queue {events_queue} (FIFO), fed by the table's stream; each published event is logged\n\
-             \x20 API key         id {key_id}: secret in {secret}, keys file {keys_file}\n\
-             \x20 GET of a pending order asks the sandbox when last synced over {sync}s ago (SYNC_AFTER_SECONDS)\n\
+             \x20 AWS emulator    {moto}  (table {ORDERS_TABLE}, queues {EXPIRY_QUEUE} and {events_queue})\n\
+             \x20 everything else {stack_file}  (URLs, queue URLs, bucket, merchant key id and secret file)\n\
              \n\
-             Try it (from the repository root, in one shell):\n\
-             \n\
+             Try it (from the repository root):\n\
              \x20 N=T$(date +%s); cargo run -q -p payments-cli -- --api {api} --key-id {key_id} --secret-file {secret} create --out-trade-no $N --amount-fen 1 --subject coffee --scene qr\n\
-             \x20 curl -s -X POST {sandbox}/sandbox/trades/$N/pay; echo   # or open {sandbox}/ and press Pay\n\
+             \x20 curl -s -X POST {sandbox}/sandbox/trades/$N/pay; echo\n\
              \x20 cargo run -q -p payments-cli -- --api {api} --key-id {key_id} --secret-file {secret} get $N\n",
-            gateway = self.sandbox_gateway_url(),
-            sandbox_dir = self.sandbox_dir.display(),
             moto = self.moto_url(),
             key_id = key.key_id,
-            keys_file = key.keys_file.display(),
-            sync = self.sync_after_seconds,
             events_queue = streams::EVENTS_QUEUE,
+            stack_file = self.stack_file().display(),
         )
     }
 
-    /// Stops the API, the sandbox and moto.
+    /// Stops the API, the pollers, the sandbox and moto (waiting at most [`SHUTDOWN_TIMEOUT`]
+    /// for the first ones; moto is killed and reaped in any case).
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.server.await;
-        let _ = self.expiry_task.await;
-        for task in self.bill_tasks {
-            let _ = task.await;
+        let LocalStack {
+            sandbox,
+            moto,
+            events,
+            stop,
+            server,
+            expiry_task,
+            bill_tasks,
+            ..
+        } = self;
+        let stopping = async move {
+            let _ = stop.send(true);
+            let _ = server.await;
+            let _ = expiry_task.await;
+            for task in bill_tasks {
+                let _ = task.await;
+            }
+            sandbox.shutdown().await;
+            events.shutdown().await;
+        };
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?SHUTDOWN_TIMEOUT, "the stack did not stop in time; stopping moto anyway");
         }
-        self.sandbox.shutdown().await;
-        self.events.shutdown().await;
-        drop(self.moto);
+        drop(moto);
         tracing::info!("local stack stopped");
     }
 }
 
-/// Starts the stack, prints the banner, runs until Ctrl-C or SIGTERM, then stops it all.
+/// Starts the stack, writes `stack.json` and prints the quick start, runs until SIGINT
+/// (Ctrl-C) or SIGTERM, then removes `stack.json` and stops it all. The signals are watched
+/// from the start: one received while the stack is starting stops what has started (moto
+/// included) and returns; a second one while it is stopping stops at once.
 pub async fn run(options: Options) -> Result<(), Error> {
-    let stack = LocalStack::start(options).await?;
+    let mut termination = Termination::watch()?;
+    let stack = tokio::select! {
+        started = LocalStack::start(options) => started?,
+        () = termination.received() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    let written = stack.write_stack_file();
+    let stack_file = match written {
+        Ok(path) => path,
+        Err(error) => {
+            stack.shutdown().await;
+            return Err(error);
+        }
+    };
+    tracing::info!(file = %stack_file.display(), "stack description written");
     println!("{}", stack.banner());
-    termination().await;
+    termination.received().await;
     tracing::info!("stopping");
-    stack.shutdown().await;
+    stack.remove_stack_file();
+    tokio::select! {
+        () = stack.shutdown() => {}
+        () = termination.received() => tracing::warn!("stopping at once"),
+    }
     Ok(())
 }
 
-async fn termination() {
+/// SIGINT and SIGTERM, watched from [`Termination::watch`] on (so neither kills the process
+/// with its children left running).
+struct Termination {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
 }
 
-/// The expiry queue and its dead-letter queue, as in `template.yaml`: a message that failed
-/// five receives is moved aside.
-async fn create_expiry_queue(sqs: &aws_sdk_sqs::Client) -> Result<String, Error> {
+impl Termination {
+    fn watch() -> Result<Termination, Error> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Termination {
+                interrupt: signal(SignalKind::interrupt())
+                    .map_err(|e| format!("cannot watch SIGINT: {e}"))?,
+                terminate: signal(SignalKind::terminate())
+                    .map_err(|e| format!("cannot watch SIGTERM: {e}"))?,
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Termination {})
+        }
+    }
+
+    async fn received(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// The expiry queue and its dead-letter queue, as in `template.yaml`
+/// ([`expiry::queue_attributes`], [`expiry::dead_letter_queue_attributes`]); answers their
+/// URLs.
+async fn create_expiry_queue(sqs: &aws_sdk_sqs::Client) -> Result<ExpiryQueues, Error> {
     use aws_sdk_sqs::types::QueueAttributeName;
     let dead_letter_url = sqs
         .create_queue()
         .queue_name(EXPIRY_DEAD_LETTER_QUEUE)
+        .set_attributes(Some(
+            expiry::dead_letter_queue_attributes().into_iter().collect(),
+        ))
         .send()
         .await
         .map_err(|e| format!("moto: creating the expiry dead-letter queue: {e}"))?
@@ -478,23 +619,28 @@ async fn create_expiry_queue(sqs: &aws_sdk_sqs::Client) -> Result<String, Error>
         .attributes
         .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
         .ok_or("moto: the dead-letter queue has no ARN")?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dead_letter_arn,
-        "maxReceiveCount": 5,
-    });
-    Ok(sqs
+    let url = sqs
         .create_queue()
         .queue_name(EXPIRY_QUEUE)
-        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            expiry::VISIBILITY_TIMEOUT_SECONDS.to_string(),
-        )
+        .set_attributes(Some(
+            expiry::queue_attributes(&dead_letter_arn)
+                .into_iter()
+                .collect(),
+        ))
         .send()
         .await
         .map_err(|e| format!("moto: creating the expiry queue: {e}"))?
         .queue_url
-        .ok_or("moto: the expiry queue has no URL")?)
+        .ok_or("moto: the expiry queue has no URL")?;
+    Ok(ExpiryQueues {
+        url,
+        dead_letter_url,
+    })
+}
+
+struct ExpiryQueues {
+    url: String,
+    dead_letter_url: String,
 }
 
 /// `POST /_local/bill-fetch`: runs bill-fetch now for `{"date": "yyyy-MM-dd"}` (or
@@ -516,6 +662,14 @@ async fn run_bill_fetch(fetcher: &bills::Fetcher, body: &[u8]) -> axum::response
 
 fn path_text(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// `path` made absolute (against the working directory), as text.
+fn absolute_text(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
 }
 
 /// One HTTP request through the API Gateway emulation to its function.

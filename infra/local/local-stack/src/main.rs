@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The whole local stack on 127.0.0.1: the AWS emulator (moto), the Alipay sandbox simulator,
-/// and the merchant API functions on their API Gateway routes.
+/// and the merchant API functions on their API Gateway routes. Once ready it writes
+/// `<local dir>/stack.json` (URLs, names, the merchant key id and its secret file); SIGINT
+/// (Ctrl-C) or SIGTERM stops everything, moto included, and removes that file.
 ///
 /// The optional function variables (SYNC_AFTER_SECONDS, BARCODE_POLL_INTERVAL_MS, ...) are
 /// read from the environment. Unlike in Lambda (5 s), SYNC_AFTER_SECONDS defaults to 0: every
@@ -24,7 +26,7 @@ struct Args {
     /// Port of the AWS emulator (moto).
     #[arg(long, default_value_t = DEFAULT_MOTO_PORT)]
     moto_port: u16,
-    /// Directory of the sandbox keys and the merchant API key files.
+    /// Directory of the sandbox keys, the merchant API key files and stack.json.
     #[arg(long, default_value = ".local")]
     local_dir: PathBuf,
 }

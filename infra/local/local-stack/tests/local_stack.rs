@@ -420,3 +420,304 @@ async fn a_missed_payment_is_healed_by_the_daily_reconciliation() -> TestResult 
     stack.shutdown().await;
     Ok(())
 }
+
+/// `stack.json` of a started stack names live services: the API and the emulator answer, the
+/// table, the queues and the bucket exist, the secret file holds the key's secret (which is
+/// not in the file itself); removed when the stack stops.
+#[tokio::test]
+async fn the_stack_file_points_at_live_services() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let stack = LocalStack::start(Options::on_free_ports(dir.path())).await?;
+    let path = stack.write_stack_file()?;
+    assert_eq!(path, dir.path().join(local_stack::STACK_FILE));
+    let text = std::fs::read_to_string(&path)?;
+    let file: Value = serde_json::from_str(&text)?;
+    assert_eq!(file["pid"], std::process::id());
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+
+    let api = file["api_url"].as_str().ok_or("no api_url")?;
+    let unknown = http.get(format!("{api}/nowhere")).send().await?;
+    assert_eq!(unknown.status(), 404, "the merchant API answers at {api}");
+    let sandbox = file["sandbox_url"].as_str().ok_or("no sandbox_url")?;
+    assert!(
+        http.get(format!("{sandbox}/"))
+            .send()
+            .await?
+            .status()
+            .is_success()
+    );
+    let endpoint = file["emulator_endpoint"]
+        .as_str()
+        .ok_or("no emulator_endpoint")?;
+    assert!(
+        http.get(format!("{endpoint}/moto-api/"))
+            .send()
+            .await?
+            .status()
+            .is_success()
+    );
+
+    // The emulator, reached from the file's values alone.
+    let sdk = aws_adapters::aws_sdk_dynamodb::config::Builder::new()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(aws_adapters::aws_sdk_dynamodb::config::Region::new(
+            file["region"].as_str().ok_or("no region")?.to_owned(),
+        ))
+        .credentials_provider(aws_adapters::aws_sdk_dynamodb::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .build();
+    let dynamo = aws_adapters::aws_sdk_dynamodb::Client::from_conf(sdk);
+    let table = file["table"].as_str().ok_or("no table")?;
+    dynamo.describe_table().table_name(table).send().await?;
+    let sqs = aws_adapters::aws_sdk_sqs::Client::new(&stack.aws_sdk_config());
+    for queue in [
+        "expiry_queue_url",
+        "expiry_dead_letter_queue_url",
+        "events_queue_url",
+        "events_failure_queue_url",
+    ] {
+        let url = file[queue].as_str().ok_or(queue)?;
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_adapters::aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await?;
+        assert!(attributes.attributes.is_some(), "{queue} {url}");
+    }
+    assert!(
+        file["events_queue_url"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with(file["events_queue"].as_str().ok_or("no events_queue")?)
+    );
+    let s3 = aws_adapters::aws_sdk_s3::Client::new(&stack.aws_sdk_config());
+    s3.head_bucket()
+        .bucket(file["bill_bucket"].as_str().ok_or("no bill_bucket")?)
+        .send()
+        .await?;
+
+    // The key: its id and the file holding its secret, never the secret.
+    let key = stack.merchant_key();
+    assert_eq!(file["merchant_key"]["key_id"], key.key_id);
+    let secret_file = file["merchant_key"]["secret_file"]
+        .as_str()
+        .ok_or("no secret_file")?;
+    let secret = std::fs::read_to_string(secret_file)?.trim().to_owned();
+    assert_eq!(secret, std::fs::read_to_string(&key.secret_file)?.trim());
+    assert!(!text.contains(&secret), "stack.json holds the secret");
+
+    // The expiry queue as created is the one the drift test compares with the template.
+    let expiry = sqs
+        .get_queue_attributes()
+        .queue_url(file["expiry_queue_url"].as_str().unwrap_or_default())
+        .attribute_names(aws_adapters::aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    for (name, value) in local_stack::expiry::queue_attributes("") {
+        if name.as_str() == "RedrivePolicy" {
+            let policy: Value = serde_json::from_str(expiry.get(&name).ok_or("no redrive")?)?;
+            assert_eq!(
+                policy["maxReceiveCount"].to_string().trim_matches('"'),
+                local_stack::expiry::MAX_RECEIVE_COUNT.to_string()
+            );
+        } else {
+            assert_eq!(expiry.get(&name), Some(&value), "{name}");
+        }
+    }
+
+    stack.remove_stack_file();
+    assert!(!path.exists());
+    stack.shutdown().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary, as `make run` runs it: SIGINT and SIGTERM stop it and its children.
+
+#[cfg(unix)]
+mod signals {
+    use super::*;
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::path::Path;
+    use std::process::{Child, Command, Stdio};
+
+    const START_TIMEOUT: Duration = Duration::from_secs(60);
+    const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// The processes whose parent is `pid`.
+    fn children(pid: u32) -> Vec<u32> {
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return found;
+        };
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`; comm may hold spaces, so read after the last ')'.
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if parent == Some(pid) {
+                found.push(child);
+            }
+        }
+        found
+    }
+
+    fn alive(pid: u32) -> bool {
+        // A zombie is gone for our purposes only once reaped: its /proc entry stays until then.
+        Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn port_of(url: &str) -> Result<u16, String> {
+        url.rsplit(':')
+            .next()
+            .and_then(|port| port.trim_end_matches('/').parse().ok())
+            .ok_or_else(|| format!("no port in {url}"))
+    }
+
+    fn port_is_free(port: u16) -> bool {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
+    }
+
+    struct Running {
+        child: Child,
+        file: Value,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            // A failed test must not leave the stack running.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts the binary on the given ports (0: free ones) and waits for its stack.json.
+    async fn start(
+        dir: &Path,
+        ports: [u16; 3],
+    ) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+        let [api, sandbox, moto] = ports;
+        let child = Command::new(env!("CARGO_BIN_EXE_local-stack"))
+            .args(["--port", &api.to_string()])
+            .args(["--sandbox-port", &sandbox.to_string()])
+            .args(["--moto-port", &moto.to_string()])
+            .arg("--local-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut running = Running {
+            child,
+            file: Value::Null,
+        };
+        let path = dir.join(local_stack::STACK_FILE);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = running.child.try_wait()? {
+                return Err(format!(
+                    "local-stack exited ({status}) before writing {}",
+                    path.display()
+                )
+                .into());
+            }
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                running.file = serde_json::from_str(&text)?;
+                return Ok(running);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no {} within {START_TIMEOUT:?}", path.display()).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `signal` and checks that the stack, moto and every other child stop, the ports are
+    /// free and stack.json is gone; answers the ports.
+    async fn stop(
+        mut running: Running,
+        dir: &Path,
+        signal: &str,
+    ) -> Result<[u16; 3], Box<dyn std::error::Error + Send + Sync>> {
+        let pid = running.child.id();
+        assert_eq!(running.file["pid"], pid);
+        let url = |name: &str| running.file[name].as_str().unwrap_or_default().to_owned();
+        let ports = [
+            port_of(&url("api_url"))?,
+            port_of(&url("sandbox_url"))?,
+            port_of(&url("emulator_endpoint"))?,
+        ];
+        let spawned = children(pid);
+        assert!(!spawned.is_empty(), "moto is not a child of local-stack");
+        for port in ports {
+            assert!(!port_is_free(port), "nothing listens on {port}");
+        }
+
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()?;
+        assert!(sent.success(), "kill -{signal} {pid}");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = running.child.try_wait()? {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "local-stack still running {STOP_TIMEOUT:?} after SIG{signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.success(),
+            "local-stack stopped by SIG{signal}: {status}"
+        );
+        for child in spawned {
+            assert!(!alive(child), "child {child} still runs after SIG{signal}");
+        }
+        for port in ports {
+            assert!(
+                port_is_free(port),
+                "port {port} still bound after SIG{signal}"
+            );
+        }
+        assert!(
+            !dir.join(local_stack::STACK_FILE).exists(),
+            "stack.json left after SIG{signal}"
+        );
+        Ok(ports)
+    }
+
+    /// SIGINT (Ctrl-C) stops the stack and moto and frees the ports; a second run on the same
+    /// ports starts cleanly, and SIGTERM stops it the same way.
+    #[tokio::test]
+    async fn sigint_and_sigterm_stop_every_child_and_free_the_ports() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let first = start(dir.path(), [0, 0, 0]).await?;
+        let ports = stop(first, dir.path(), "INT").await?;
+        let second = start(dir.path(), ports).await?;
+        let again = stop(second, dir.path(), "TERM").await?;
+        assert_eq!(again, ports);
+        Ok(())
+    }
+}

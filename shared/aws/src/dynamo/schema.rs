@@ -15,7 +15,9 @@
 //! StreamSpecification: { StreamViewType: NEW_AND_OLD_IMAGES }
 //! ```
 //!
-//! [`create_table`] creates it for tests and the local stack; it is idempotent. The stream
+//! [`table_definition`] is that definition in code (the local stack's drift test compares it
+//! with the template), and [`create_table`] creates it for tests and the local stack; it is
+//! idempotent. The stream
 //! feeds the business event publisher (`functions/publish-events`): old images tell it
 //! whether an anomaly record's `occurrences` grew.
 
@@ -49,56 +51,117 @@ pub struct SchemaError {
     pub reason: String,
 }
 
-/// Creates the table if it does not exist, waits until it is active, and enables TTL on
-/// `ttl` and the stream (new and old images) if they are not enabled yet.
+/// One key of a key schema: the attribute and its role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyDefinition {
+    pub attribute: &'static str,
+    pub key_type: KeyType,
+}
+
+/// A global secondary index as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexDefinition {
+    pub name: &'static str,
+    pub key_schema: Vec<KeyDefinition>,
+    pub projection: ProjectionType,
+}
+
+/// The table as [`create_table`] creates it: the one place its definition is written, which
+/// the local stack's drift test compares with `OrdersTable` in `template.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDefinition {
+    pub billing_mode: BillingMode,
+    /// Attribute name and type, in declaration order.
+    pub attributes: Vec<(&'static str, ScalarAttributeType)>,
+    pub key_schema: Vec<KeyDefinition>,
+    pub indexes: Vec<IndexDefinition>,
+    pub stream_view_type: StreamViewType,
+    pub ttl_attribute: &'static str,
+}
+
+/// The orders table's definition (whatever its name).
+pub fn table_definition() -> TableDefinition {
+    let key = |attribute, key_type| KeyDefinition {
+        attribute,
+        key_type,
+    };
+    let index = |name, hash, range| IndexDefinition {
+        name,
+        key_schema: vec![key(hash, KeyType::Hash), key(range, KeyType::Range)],
+        projection: ProjectionType::All,
+    };
+    TableDefinition {
+        billing_mode: BillingMode::PayPerRequest,
+        attributes: [PK, SK, GSI1PK, GSI1SK, GSI2PK, GSI2SK]
+            .into_iter()
+            .map(|name| (name, ScalarAttributeType::S))
+            .collect(),
+        key_schema: vec![key(PK, KeyType::Hash), key(SK, KeyType::Range)],
+        indexes: vec![
+            index(DAY_INDEX, GSI1PK, GSI1SK),
+            index(STATUS_INDEX, GSI2PK, GSI2SK),
+        ],
+        stream_view_type: StreamViewType::NewAndOldImages,
+        ttl_attribute: TTL_ATTRIBUTE,
+    }
+}
+
+/// Creates the table (as [`table_definition`] describes it) if it does not exist, waits until
+/// it is active, and enables TTL and the stream if they are not enabled yet.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError> {
     let failed = |reason: String| SchemaError {
         table: name.to_owned(),
         reason,
     };
-    let key = |attribute: &str, key_type: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(attribute)
-            .key_type(key_type)
-            .build()
-            .map_err(|e| failed(e.to_string()))
+    let definition = table_definition();
+    let keys = |schema: &[KeyDefinition]| {
+        schema
+            .iter()
+            .map(|key| {
+                KeySchemaElement::builder()
+                    .attribute_name(key.attribute)
+                    .key_type(key.key_type.clone())
+                    .build()
+                    .map_err(|e| failed(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
     };
-    let string_attribute = |attribute: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(attribute)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .map_err(|e| failed(e.to_string()))
-    };
-    let index = |name: &str, hash: &str, range: &str| {
-        GlobalSecondaryIndex::builder()
-            .index_name(name)
-            .key_schema(key(hash, KeyType::Hash)?)
-            .key_schema(key(range, KeyType::Range)?)
-            .projection(
-                Projection::builder()
-                    .projection_type(ProjectionType::All)
-                    .build(),
-            )
-            .build()
-            .map_err(|e| failed(e.to_string()))
-    };
+    let attributes = definition
+        .attributes
+        .iter()
+        .map(|(attribute, kind)| {
+            AttributeDefinition::builder()
+                .attribute_name(*attribute)
+                .attribute_type(kind.clone())
+                .build()
+                .map_err(|e| failed(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let indexes = definition
+        .indexes
+        .iter()
+        .map(|index| {
+            GlobalSecondaryIndex::builder()
+                .index_name(index.name)
+                .set_key_schema(Some(keys(&index.key_schema)?))
+                .projection(
+                    Projection::builder()
+                        .projection_type(index.projection.clone())
+                        .build(),
+                )
+                .build()
+                .map_err(|e| failed(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
 
     let created = client
         .create_table()
         .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(string_attribute(PK)?)
-        .attribute_definitions(string_attribute(SK)?)
-        .attribute_definitions(string_attribute(GSI1PK)?)
-        .attribute_definitions(string_attribute(GSI1SK)?)
-        .attribute_definitions(string_attribute(GSI2PK)?)
-        .attribute_definitions(string_attribute(GSI2SK)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .global_secondary_indexes(index(DAY_INDEX, GSI1PK, GSI1SK)?)
-        .global_secondary_indexes(index(STATUS_INDEX, GSI2PK, GSI2SK)?)
-        .stream_specification(stream(name)?)
+        .billing_mode(definition.billing_mode.clone())
+        .set_attribute_definitions(Some(attributes))
+        .set_key_schema(Some(keys(&definition.key_schema)?))
+        .set_global_secondary_indexes(Some(indexes))
+        .stream_specification(stream(name, &definition)?)
         .send()
         .await;
     match created {
@@ -122,7 +185,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
         client
             .update_table()
             .table_name(name)
-            .stream_specification(stream(name)?)
+            .stream_specification(stream(name, &definition)?)
             .send()
             .await
             .map_err(|e| failed(describe(&e)))?;
@@ -147,7 +210,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
             .table_name(name)
             .time_to_live_specification(
                 TimeToLiveSpecification::builder()
-                    .attribute_name(TTL_ATTRIBUTE)
+                    .attribute_name(definition.ttl_attribute)
                     .enabled(true)
                     .build()
                     .map_err(|e| failed(e.to_string()))?,
@@ -159,10 +222,10 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), SchemaError
     Ok(())
 }
 
-fn stream(table: &str) -> Result<StreamSpecification, SchemaError> {
+fn stream(table: &str, definition: &TableDefinition) -> Result<StreamSpecification, SchemaError> {
     StreamSpecification::builder()
         .stream_enabled(true)
-        .stream_view_type(StreamViewType::NewAndOldImages)
+        .stream_view_type(definition.stream_view_type.clone())
         .build()
         .map_err(|e| SchemaError {
             table: table.to_owned(),
