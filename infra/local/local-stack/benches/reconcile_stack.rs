@@ -15,8 +15,9 @@
 //! digits plus one, maps and lists 3 bytes plus a byte per element; a Query page, at most 1 MB
 //! of items, costs its items' total size rounded up to 4 KB, halved for an eventually
 //! consistent read, which a GSI read always is). A row whose order was created on another day
-//! costs one strongly consistent GetItem of that order (`OrderStore::get`): its item size
-//! rounded up to 4 KB, one unit per 4 KB.
+//! costs one strongly consistent read of that order (`each_order_numbered`, BatchGetItem of
+//! up to 100, which DynamoDB charges item by item as GetItem): its item size rounded up to
+//! 4 KB, one unit per 4 KB (measured here on a GetItem of each order).
 //!
 //! **A 100,000-row day end to end.** The day's orders (about 95,000) are loaded into the
 //! stack's table with BatchWriteItem (25 items a request, 8 clients): each order item exactly as
@@ -29,13 +30,14 @@
 //! bucket poller (every second) runs reconcile on it, and the bench waits for
 //! `reports/<day>/summary.json`, whose counts must show every row matched. In the same run,
 //! as the baseline, a process of its own does what the function does between the download and
-//! the first write: the day's `orders_of_day`, then the bill parsed and matched against those
-//! orders (timed apart); end to end over the sum of the two says what the rest (the download,
-//! the S3 writes, the poll's wait) adds. That process also reports its resident memory (its
-//! own, unlike the stack's process, which holds the bench's data too): what the day's orders
-//! take once read (the reconciler holds them all before matching), its peak while reading them
-//! (VmHWM) and while matching (VmHWM reset through `/proc/self/clear_refs`), and that peak
-//! scaled to a day of 1,000,000 rows. The day's read units are computed from its items too.
+//! the first write: the day index read page by page into the matcher's ledger
+//! (`each_order_of_day`, a page of whole orders at a time), then the bill parsed and matched
+//! (timed apart); end to end over the sum of the two says what the rest (the download, the S3
+//! writes, the poll's wait) adds. That process also reports its resident memory (its own,
+//! unlike the stack's process, which holds the bench's data too): what the ledger takes once
+//! the day is read, the peak while reading it (VmHWM) and while matching (VmHWM reset through
+//! `/proc/self/clear_refs`), and that peak scaled to a day of 1,000,000 rows. The day's read
+//! units are computed from its items too.
 //!
 //! `cargo bench -p local-stack --bench reconcile_stack` (or `make bench-stack`).
 //! `BENCH_RECONCILE_ROWS` sets the day's rows (default 100 000), `BENCH_LOAD` `batch`
@@ -319,8 +321,9 @@ async fn read_units(aws: &Aws, orders: u64, dir: &Path) -> BenchResult<f64> {
     );
     let get_units: u64 = get_sizes.iter().map(|b| b.div_ceil(READ_UNIT_BYTES)).sum();
     println!(
-        "read units, rows of orders created on other days: one strongly consistent GetItem per \
-         such order (OrderStore::get), ⌈item / 4 KB⌉ each: {:.2} RCU per order here (items of \
+        "read units, rows of orders created on other days: one strongly consistent read per \
+         such order (BatchGetItem, charged item by item), ⌈item / 4 KB⌉ each: {:.2} RCU per \
+         order here (items of \
          {}-{} B) = {:.0} RCU per 1,000 such orders; moto reported {} per GetItem (fixed); this \
          synthetic day has no such row",
         get_units as f64 / made.len() as f64,
@@ -717,7 +720,7 @@ async fn end_to_end(
     let peak = baseline.hwm_query_kb.max(baseline.hwm_match_kb);
     println!(
         "end to end, in the same run, the day read and matched as the function does it, in a \
-         process of its own: orders_of_day {:.1} s ({:.0} orders/s), add_order of them + \
+         process of its own: each_order_of_day into the ledger {:.1} s ({:.0} orders/s), \
          parse+match {:.2} s ({:.2} M rows/s); end to end ÷ (query + match) = {:.2}x, the rest \
          {:.1} s (bill download, report writes, up to 1 s of the bucket poll); this day's Query \
          costs {:.0} RCU by DynamoDB's rule ({:.1} per 1,000 orders)",
@@ -731,9 +734,9 @@ async fn end_to_end(
         baseline.units * 1000.0 / orders as f64,
     );
     println!(
-        "end to end, memory of that process: {:.1} MB with its client ready; the {orders} \
-         orders read hold {:.1} MB ({:.0} B per order), peak {:.1} MB while reading them ({:.0} \
-         B per order above the start); peak {:.1} MB while matching; scaled to a \
+        "end to end, memory of that process: {:.1} MB with its client ready; the ledger of the \
+         {orders} orders holds {:.1} MB ({:.0} B per order), peak {:.1} MB while reading them \
+         page by page ({:.0} B per order above the start); peak {:.1} MB while matching; scaled to a \
          1,000,000-row day (950,945 orders), a peak of about {:.0} MB",
         mb(baseline.rss_start_kb),
         mb(grown(baseline.rss_held_kb)),
@@ -809,8 +812,8 @@ impl Baseline {
     }
 }
 
-/// The day read and matched as `Reconciler::reconcile` does it (the orders of the day, all of
-/// them, then every row of the bill); prints a [`Baseline`].
+/// The day read and matched as `Reconciler::reconcile` does it (the day index page by page
+/// into the matcher's compact ledger, then every row of the bill); prints a [`Baseline`].
 async fn read_and_match(moto: &str, day: NaiveDate, bill: &Path) -> BenchResult<()> {
     let credentials = Credentials::new("testing", "testing", None, None, "bench");
     let dynamo = Client::from_conf(
@@ -823,32 +826,42 @@ async fn read_and_match(moto: &str, day: NaiveDate, bill: &Path) -> BenchResult<
     );
     let store = DynamoOrderStore::new(dynamo, ORDERS_TABLE);
     // The client's own memory (connections, runtime) first: a day without orders.
-    let empty = store.orders_of_day(day - chrono::Days::new(365)).await?;
-    if !empty.is_empty() {
+    let empty = store
+        .each_order_of_day(day - chrono::Days::new(365), &mut |_| {})
+        .await?;
+    if empty != 0 {
         return Err("the warm-up day has orders".into());
     }
     let rss_start_kb = status_kb("VmRSS:").ok_or("no VmRSS in /proc/self/status")?;
+    let mut matcher = Matcher::new(day);
+    // The items' sizes as the Query returned them (this bench's mapping is checked against
+    // the stored items in the first part), for their read units; computed aside, not timed.
+    let mut sizes: Vec<u64> = Vec::new();
+    let mut sizing = Duration::ZERO;
+    let mut mapping: Option<String> = None;
     let t = Instant::now();
-    let orders = store.orders_of_day(day).await?;
-    let queried = t.elapsed().as_secs_f64();
-    let rss_held_kb = status_kb("VmRSS:").unwrap_or(0);
-    let hwm_query_kb = status_kb("VmHWM:").unwrap_or(0);
-    // The items as the Query returned them (this bench's mapping is checked against the
-    // stored items in the first part), for their read units.
-    let sizes: Vec<u64> = orders
-        .iter()
-        .map(|order| order_item(order).map(|item| item_bytes(&item)))
-        .collect::<BenchResult<_>>()?;
+    let count = store
+        .each_order_of_day(day, &mut |order| {
+            let sized = Instant::now();
+            match order_item(&order) {
+                Ok(item) => sizes.push(item_bytes(&item)),
+                Err(e) => mapping = Some(e.to_string()),
+            }
+            sizing += sized.elapsed();
+            matcher.add_order(&order);
+        })
+        .await?;
+    let queried = (t.elapsed() - sizing).as_secs_f64();
+    if let Some(e) = mapping {
+        return Err(e.into());
+    }
     let units = query_read_units(&sizes);
     drop(sizes);
+    let rss_held_kb = status_kb("VmRSS:").unwrap_or(0);
+    let hwm_query_kb = status_kb("VmHWM:").unwrap_or(0);
     // From here, the peak of matching (VmHWM reset to the present).
     let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let count = orders.len() as u64;
     let t = Instant::now();
-    let mut matcher = Matcher::new(day);
-    for order in orders {
-        matcher.add_order(&order);
-    }
     let key = BillKey::parse(&BillKey::trade(day)).ok_or("not a bill key")?;
     let read = reconcile::bill::read(&key, bill, &mut matcher, None)?;
     if !matcher.aside_numbers().is_empty() {
