@@ -10,10 +10,11 @@ API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
 MOTO_PORT ?= 8602
 
-.PHONY: help run test test-deps lint lint-template fmt bench bench-stack clean-local
+.PHONY: help run demo test test-deps lint lint-template fmt bench bench-stack clean-local
 
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
+	@echo "make demo   - a scripted tour of the stack started by 'make run' (in another shell): QR, expiry, barcode, duplicate, refund, reconciliation"
 	@echo "make test   - lint and run every test (unit, integration, doc)"
 	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, bill parse-and-match (vs the parser alone), then bench-stack"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
@@ -28,6 +29,13 @@ run:
 	$(CARGO) build -q -p local-stack -p payments-cli
 	$(CARGO) run -q -p local-stack -- --port $(API_PORT) --sandbox-port $(SANDBOX_PORT) \
 		--moto-port $(MOTO_PORT) --local-dir $(LOCAL_DIR)
+
+# A scripted tour of the running stack (`make run` in another shell), described by
+# $(LOCAL_DIR)/stack.json: each step printed, a non-zero exit at the first unexpected outcome.
+# It moves the sandbox's clock to the next day for the bill: restart the stack afterwards.
+demo:
+	@test -f $(LOCAL_DIR)/stack.json || { echo "make demo: no running stack ($(LOCAL_DIR)/stack.json is missing). Start it with 'make run' in another shell, wait for 'Local stack ready', then run 'make demo'." >&2; exit 1; }
+	$(CARGO) run -q -p payments-cli -- demo --stack $(LOCAL_DIR)/stack.json
 
 # Services and tools the tests start or drive themselves (each test starts and stops its
 # own processes on 127.0.0.1).
