@@ -25,17 +25,9 @@ die() {
     exit 1
 }
 
-# True when the venv has exactly this version of a distribution.
-venv_has() {
-    "$VENV/bin/python" - "$1" "$2" <<'EOF' 2>/dev/null
-import sys
-from importlib import metadata
-try:
-    sys.exit(0 if metadata.version(sys.argv[1]) == sys.argv[2] else 1)
-except metadata.PackageNotFoundError:
-    sys.exit(1)
-EOF
-}
+# ensure_venv, ensure_pip, venv_has.
+# shellcheck source=infra/scripts/venv.sh
+. infra/scripts/venv.sh
 
 # The pinned version installed and its entry point runs.
 sam_ready() {
@@ -48,25 +40,8 @@ if [[ -x "$VENV/bin/python" ]] && sam_ready; then
     exit 0
 fi
 
-if ! { [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import sys' 2>/dev/null; }; then
-    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: install Python 3 (3.9 or newer)"
-    say "creating the Python venv $VENV"
-    rm -rf "$VENV"
-    mkdir -p "$LOCAL_DIR"
-    "$PYTHON" -m venv "$VENV" ||
-        die "'$PYTHON -m venv' failed (on Debian or Ubuntu: apt-get install python3-venv)"
-fi
-
-major=$("$VENV/bin/python" -m pip --version 2>/dev/null | awk '{ split($2, v, "."); print v[1] }' || true)
-if [[ -z "$major" ]]; then
-    say "bootstrapping pip in $VENV"
-    "$VENV/bin/python" -m ensurepip --upgrade >/dev/null || die "ensurepip failed in $VENV"
-    major=$("$VENV/bin/python" -m pip --version | awk '{ split($2, v, "."); print v[1] }')
-fi
-if ((major < MIN_PIP_MAJOR)); then
-    say "upgrading pip $major.x in $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-fi
+ensure_venv
+ensure_pip
 
 say "installing aws-sam-cli==$SAM_CLI_VERSION into $VENV (a minute or two the first time)"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_CLI_VERSION"
