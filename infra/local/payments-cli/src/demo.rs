@@ -41,6 +41,7 @@ use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb, aws_sdk_s3};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::auth::{RequestToSign, sign, string_to_sign};
 use domain::business_event::BusinessEvent;
+use domain::ports::ObjectStore;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -839,23 +840,16 @@ pub async fn run(stack: &Stack, out: &mut dyn Write) -> Result<Tour, DemoError> 
         text(&bill_fetch["outcome"]),
         stack.bill_bucket,
     ))?;
+    // The bucket read as the functions read it.
+    let bucket = aws_adapters::S3Objects::new(guide.s3.clone(), &stack.bill_bucket);
     let key = format!("reports/{day}/summary.json");
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let report: Value = loop {
-        let found = guide
-            .s3
-            .get_object()
-            .bucket(&stack.bill_bucket)
-            .key(&key)
-            .send()
-            .await;
-        if let Ok(object) = found {
-            let bytes = object
-                .body
-                .collect()
-                .await
-                .map_err(|e| transport(step, format!("{key}: {e}")))?
-                .into_bytes();
+        let found = bucket
+            .read(&key)
+            .await
+            .map_err(|e| transport(step, e.to_string()))?;
+        if let Some(bytes) = found {
             break serde_json::from_slice(&bytes)
                 .map_err(|e| transport(step, format!("{key}: {e}")))?;
         }
@@ -886,22 +880,12 @@ pub async fn run(stack: &Stack, out: &mut dyn Write) -> Result<Tour, DemoError> 
     if discrepancies > 0 {
         // Other orders of the day may differ; the tour's own must all match.
         let csv_key = format!("reports/{day}/discrepancies.csv");
-        let csv = match guide
-            .s3
-            .get_object()
-            .bucket(&stack.bill_bucket)
-            .key(&csv_key)
-            .send()
+        let csv = bucket
+            .read(&csv_key)
             .await
-        {
-            Ok(object) => object
-                .body
-                .collect()
-                .await
-                .map(|b| String::from_utf8_lossy(&b.into_bytes()).into_owned())
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        };
+            .map_err(|e| transport(step, e.to_string()))?
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default();
         if csv.contains(&prefix) || csv.is_empty() {
             return Err(unexpected(
                 step,
