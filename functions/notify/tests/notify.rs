@@ -87,6 +87,14 @@ async fn duplicate_late_out_of_order_and_gbk_notifications_converge_once() -> Te
         json!({"out_trade_no": no, "amount_fen": 990, "subject": "咖啡 + 蛋糕", "scene": "qr"}),
     )
     .await?;
+    // The scan's notifications are delivered before the payment's: with both sent at once
+    // their order is the network's, and a WAIT_BUYER_PAY applied after TRADE_SUCCESS is (rightly)
+    // no scan.
+    s.env
+        .sandbox_post(&format!("/sandbox/trades/{no}/scan"), json!({}))
+        .await?;
+    s.wait_until(&no, "scanned", |order| order.scanned_at().is_some())
+        .await?;
     s.env
         .sandbox_post(&format!("/sandbox/trades/{no}/pay"), json!({}))
         .await?;

@@ -170,17 +170,25 @@ impl Stack {
 
     /// Waits (bounded) until the order has `status`.
     pub async fn wait_for(&self, no: &str, status: OrderStatus) -> TestResult<Order> {
+        self.wait_until(no, &format!("{status:?}"), |order| order.status() == status)
+            .await
+    }
+
+    /// Waits (bounded) until the order is as `wanted` says (`what` names it in the error).
+    pub async fn wait_until(
+        &self,
+        no: &str,
+        what: &str,
+        wanted: impl Fn(&Order) -> bool,
+    ) -> TestResult<Order> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let order = self.order(no).await?;
-            if order.status() == status {
+            if wanted(&order) {
                 return Ok(order);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(err(format!(
-                    "order {no} is {:?}, not {status:?}",
-                    order.status()
-                )));
+                return Err(err(format!("order {no} is not {what}: {order:?}")));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
