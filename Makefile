@@ -10,7 +10,7 @@ API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
 MOTO_PORT ?= 8602
 
-.PHONY: help run demo test test-deps lint lint-template fmt bench bench-stack clean-local
+.PHONY: help run demo test test-deps lint lint-template fmt bench bench-stack bench-init clean-local
 
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
@@ -18,6 +18,7 @@ help:
 	@echo "make test   - lint and run every test (unit, integration, doc)"
 	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, bill parse-and-match (vs the parser alone), then bench-stack"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
+	@echo "make bench-init - cold starts: each function's release binary against a local Lambda Runtime API and the AWS emulator, init and first invocation next to a bare lambda_runtime hello-world in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 	@echo "make lint-template - template.yaml through the SAM translator and cfn-lint (sam validate --lint), offline, no AWS credentials"
 
@@ -77,6 +78,16 @@ bench-stack:
 	$(CARGO) bench -p local-stack --bench stack_throughput
 	$(CARGO) bench -p local-stack --bench events_throughput
 	$(CARGO) bench -p local-stack --bench reconcile_stack
+
+# Cold starts (15 interleaved rounds; BENCH_INIT_ROUNDS for more): exec to the first
+# `GET /runtime/invocation/next` and the first invocation of every function's release binary,
+# each with its ratio to a bare lambda_runtime hello-world measured in the same run, and the
+# Secrets Manager round trips of init on their own. The Alipay gateway is a closed port.
+bench-init:
+	@./infra/scripts/test-deps.sh moto
+	$(CARGO) build --release -p pay -p query -p notify -p timeout-close -p bill-fetch \
+		-p reconcile -p publish-events
+	$(CARGO) bench -p bench-init --bench init
 
 clean-local:
 	rm -rf $(LOCAL_DIR)

@@ -14,7 +14,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     telemetry::init_metrics(Function::BillFetch)?;
-    let sdk = aws_adapters::aws_config().await;
+    // One read of the system's root certificates for the S3 client, the clients the
+    // adapters build and the Alipay client.
+    let sdk = wiring::aws_config().await.inspect_err(|error| {
+        tracing::error!(%error, "the AWS configuration could not be built");
+    })?;
     let adapters = wiring::build_with(&config, &sdk)
         .await
         .inspect_err(|error| {

@@ -52,6 +52,40 @@ pub struct ClientConfig {
     /// Whole-call budget for [`AlipayClient::download_bill`] (a bill can be large).
     pub bill_download_timeout: Duration,
     pub max_bill_bytes: u64,
+    /// The only roots the gateway's certificate may chain to (DER), when the caller has
+    /// already read the system store and shares it (the Lambda functions do, once per cold
+    /// start). `None`: reqwest's platform verifier, which reads the system store itself when
+    /// the client is built.
+    pub root_certificates: Option<RootCertificates>,
+}
+
+/// Trusted root certificates in DER, shared by the clients built with them. `Debug` shows
+/// how many there are.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RootCertificates(Arc<[Vec<u8>]>);
+
+impl RootCertificates {
+    pub fn new(der: Vec<Vec<u8>>) -> Self {
+        RootCertificates(Arc::from(der))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().map(Vec::as_slice)
+    }
+}
+
+impl std::fmt::Debug for RootCertificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RootCertificates({})", self.0.len())
+    }
 }
 
 impl ClientConfig {
@@ -81,7 +115,15 @@ impl ClientConfig {
             max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
             bill_download_timeout: Self::DEFAULT_BILL_DOWNLOAD_TIMEOUT,
             max_bill_bytes: Self::DEFAULT_MAX_BILL_BYTES,
+            root_certificates: None,
         }
+    }
+
+    /// Trusts exactly `roots` (certificate and host name still verified) instead of reading
+    /// the system store when the client is built.
+    pub fn with_root_certificates(mut self, roots: RootCertificates) -> Self {
+        self.root_certificates = Some(roots);
+        self
     }
 
     pub fn with_notify_url(mut self, notify_url: impl Into<String>) -> Self {
@@ -177,12 +219,28 @@ impl AlipayClient {
         if config.app_id.is_empty() {
             return Err(ClientBuildError::EmptyAppId);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             // A redirect would resend the signed request (or the bill's token) elsewhere, and
             // Alipay never redirects: a 3xx is answered as the status it is.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(roots) = &config.root_certificates {
+            if roots.is_empty() {
+                return Err(ClientBuildError::Http(
+                    "no root certificate to trust".into(),
+                ));
+            }
+            let certificates = roots
+                .iter()
+                .map(reqwest::Certificate::from_der)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ClientBuildError::Http(describe(e)))?;
+            // rustls's WebPKI verifier over these roots: what the platform verifier does on
+            // Linux, without reading the store again.
+            builder = builder.tls_certs_only(certificates);
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientBuildError::Http(describe(e)))?;
         let query_separator = if url.query().is_some() { '&' } else { '?' };
@@ -518,5 +576,56 @@ fn log_outcome<R: ApiRequest, T>(
                 "alipay call"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(gateway: &str) -> ClientConfig {
+        let (key, _) = PrivateKey::generate().unwrap();
+        let verifier = AlipayVerifier::PublicKey(key.public_key().unwrap());
+        ClientConfig::new(gateway, "2021000000000000", key, verifier)
+    }
+
+    fn ca_der() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["gateway.test".to_owned()]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn builds_with_shared_root_certificates() {
+        let roots = RootCertificates::new(vec![ca_der()]);
+        assert_eq!(format!("{roots:?}"), "RootCertificates(1)");
+        let client =
+            AlipayClient::new(config(PRODUCTION_GATEWAY).with_root_certificates(roots.clone()))
+                .unwrap();
+        assert_eq!(client.config().root_certificates, Some(roots));
+    }
+
+    #[test]
+    fn refuses_an_empty_or_unusable_set_of_roots() {
+        for roots in [
+            RootCertificates::new(Vec::new()),
+            RootCertificates::new(vec![b"not a certificate".to_vec()]),
+        ] {
+            let built = AlipayClient::new(config(PRODUCTION_GATEWAY).with_root_certificates(roots));
+            assert!(matches!(built, Err(ClientBuildError::Http(_))), "{built:?}");
+        }
+    }
+
+    #[test]
+    fn shared_roots_do_not_allow_plain_http_to_a_remote_host() {
+        let roots = RootCertificates::new(vec![ca_der()]);
+        let built = AlipayClient::new(
+            config("http://openapi.alipay.com/gateway.do").with_root_certificates(roots),
+        );
+        assert!(matches!(
+            built,
+            Err(ClientBuildError::InsecureGatewayUrl(_))
+        ));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`error`]: the JSON error body and its stable codes.
 //! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
 //! - [`telemetry`]: tracing and CloudWatch embedded metrics.
+//! - [`tls`]: the system's root certificates, read once and trusted by every client.
 //! - [`clock`]: the system clock.
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod key_ring;
 pub mod telemetry;
+pub mod tls;
 pub mod view;
 pub mod wiring;
 

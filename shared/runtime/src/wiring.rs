@@ -6,6 +6,7 @@
 
 use crate::config::{Config, NotifyConfig, SecretSource};
 use crate::key_ring::{KeyRing, KeyRingError};
+use crate::tls::TrustRoots;
 use alipay::client::{AlipayClient, ClientConfig};
 use alipay::{AlipayVerifier, PrivateKey, PublicKey};
 use aws_adapters::{
@@ -16,6 +17,7 @@ use aws_config::SdkConfig;
 use chrono::Utc;
 use domain::auth::MerchantKeys;
 use secrecy::{ExposeSecret, SecretString};
+use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WiringError {
@@ -42,14 +44,48 @@ pub struct Adapters {
 
 /// Builds the adapters with the SDK's default chain (`AWS_ENDPOINT_URL` honoured).
 pub async fn build(config: &Config) -> Result<Adapters, WiringError> {
-    let sdk = aws_adapters::aws_config().await;
+    let sdk = aws_config().await?;
     build_with(config, &sdk).await
 }
 
+/// The SDK's default configuration chain (as `aws_adapters::aws_config`), with an HTTP
+/// client that trusts the system's roots read once (see [`crate::tls`]): neither the
+/// loader's own clients nor the service clients read the certificate store again.
+pub async fn aws_config() -> Result<SdkConfig, WiringError> {
+    let http = TrustRoots::system()
+        .and_then(|roots| roots.aws_http_client())
+        .map_err(|e| WiringError::Invalid {
+            what: "the AWS HTTP client",
+            reason: e.to_string(),
+        })?;
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .load()
+        .await)
+}
+
 /// Builds the adapters with a given SDK configuration (tests point it at the emulator).
+///
+/// The system's root certificates are read once (see [`crate::tls`]) and trusted by the
+/// Alipay client and, unless `sdk` brings an HTTP client of its own, by the AWS clients.
 pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, WiringError> {
+    let roots = TrustRoots::system().map_err(|e| WiringError::Invalid {
+        what: "the trusted root certificates",
+        reason: e.to_string(),
+    })?;
+    let shared_roots;
+    let sdk = if sdk.http_client().is_some() {
+        sdk
+    } else {
+        shared_roots = roots.aws_config(sdk).map_err(|e| WiringError::Invalid {
+            what: "the AWS HTTP client",
+            reason: e.to_string(),
+        })?;
+        &shared_roots
+    };
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let secrets = SecretsLoader::new(aws_sdk_secretsmanager::Client::new(sdk));
+    let reading = Instant::now();
     // Three independent reads at cold start: one round trip instead of three.
     let (private_key_text, public_key_text, merchant_keys) = tokio::try_join!(
         read_secret(
@@ -64,6 +100,11 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         ),
         merchant_key_ring(&secrets, config),
     )?;
+    tracing::info!(
+        secrets_ms = reading.elapsed().as_secs_f64() * 1000.0,
+        from_secrets_manager = secrets_manager_reads(config),
+        "secrets read"
+    );
     let app_private_key =
         PrivateKey::parse(private_key_text.expose_secret()).map_err(|e| WiringError::Invalid {
             what: "the Alipay app private key",
@@ -84,6 +125,7 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
     if let Some(url) = &config.alipay.notify_url {
         client_config = client_config.with_notify_url(url.clone());
     }
+    client_config = client_config.with_root_certificates(roots.certificates().clone());
     let alipay = AlipayClient::new(client_config).map_err(|e| WiringError::Invalid {
         what: "the Alipay client configuration",
         reason: e.to_string(),
@@ -98,6 +140,19 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         alipay,
         merchant_keys,
     })
+}
+
+/// How many of the secrets read at init come from Secrets Manager.
+fn secrets_manager_reads(config: &Config) -> usize {
+    [
+        Some(&config.alipay.app_private_key),
+        Some(&config.alipay.alipay_public_key),
+        config.merchant_keys.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|source| matches!(source, SecretSource::SecretsManager(_)))
+    .count()
 }
 
 /// What the notify function needs: the store and Alipay's public key.
