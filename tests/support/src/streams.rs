@@ -11,6 +11,10 @@
 //!     // Invoke the function with `batch.event`; on a partial batch failure, Lambda reads
 //!     // the shard again from the failed record:
 //!     // stream.retry_from(&batch.shard_id, &sequence_number).await?;
+//!     // once it gives up on a record, it reads on from the record after it:
+//!     // stream.skip_past(&batch.shard_id, &sequence_number).await?;
+//!     // and a batch split in two is read again half by half:
+//!     // stream.limit_next_batch(&batch.shard_id, half);
 //! }
 //! # Ok(()) }
 //! ```
@@ -54,6 +58,8 @@ pub struct StreamReader {
     shards: BTreeMap<String, Option<String>>,
     /// Shards read to their end.
     finished: HashSet<String>,
+    /// The most records of a shard's next batch ([`StreamReader::limit_next_batch`]).
+    next_limits: HashMap<String, i32>,
 }
 
 fn describe<E, R>(err: &SdkError<E, R>) -> String
@@ -103,6 +109,7 @@ impl StreamReader {
             batch_size: DEFAULT_BATCH_SIZE,
             shards: BTreeMap::new(),
             finished: HashSet::new(),
+            next_limits: HashMap::new(),
         })
     }
 
@@ -205,11 +212,15 @@ impl StreamReader {
                         .await?
                 }
             };
+            let limit = self
+                .next_limits
+                .get(&shard_id)
+                .map_or(self.batch_size, |limit| (*limit).min(self.batch_size));
             let page = self
                 .client
                 .get_records()
                 .shard_iterator(iterator)
-                .limit(self.batch_size)
+                .limit(limit)
                 .send()
                 .await
                 .map_err(|e| self.failed("GetRecords", describe(&e)))?;
@@ -221,11 +232,13 @@ impl StreamReader {
                     // Closed and read to its end: its children may start.
                     self.shards.remove(&shard_id);
                     self.finished.insert(shard_id.clone());
+                    self.next_limits.remove(&shard_id);
                 }
             }
             if page.records().is_empty() {
                 continue;
             }
+            self.next_limits.remove(&shard_id);
             let records: Vec<Value> = page
                 .records()
                 .iter()
@@ -255,6 +268,36 @@ impl StreamReader {
         self.finished.remove(shard_id);
         self.shards.insert(shard_id.to_owned(), Some(iterator));
         Ok(())
+    }
+
+    /// What Lambda does once it gives up on a record (its retries exhausted, the record sent
+    /// to the on-failure destination): the shard is read on from the record after
+    /// `sequence_number` (`AFTER_SEQUENCE_NUMBER`).
+    pub async fn skip_past(
+        &mut self,
+        shard_id: &str,
+        sequence_number: &str,
+    ) -> Result<(), StreamError> {
+        let iterator = self
+            .iterator(
+                shard_id,
+                ShardIteratorType::AfterSequenceNumber,
+                Some(sequence_number),
+            )
+            .await?;
+        self.finished.remove(shard_id);
+        self.shards.insert(shard_id.to_owned(), Some(iterator));
+        Ok(())
+    }
+
+    /// At most `size` records (at least 1, and no more than the batch size) in the next batch
+    /// read from `shard_id`; the batches after it are full again. So a batch is read again in
+    /// halves, as Lambda splits a batch that failed (`BisectBatchOnFunctionError`). The limit
+    /// holds until a batch of that shard has records; [`StreamReader::retry_from`] and
+    /// [`StreamReader::skip_past`] keep it.
+    pub fn limit_next_batch(&mut self, shard_id: &str, size: usize) {
+        let size = i32::try_from(size).unwrap_or(i32::MAX).max(1);
+        self.next_limits.insert(shard_id.to_owned(), size);
     }
 }
 
@@ -336,7 +379,154 @@ pub fn attribute_json(value: &AttributeValue) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{MotoServer, unique_name};
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as DynamoValue, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
     use aws_sdk_dynamodbstreams::primitives::Blob;
+
+    /// A `pk`/`sk` table with a stream, its items `sks` put in that order under one `pk`.
+    async fn table_with(server: &MotoServer, sks: &[&str]) -> String {
+        let client = aws_sdk_dynamodb::Client::new(&server.sdk_config());
+        let name = unique_name("reader");
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .unwrap()
+        };
+        client
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk"))
+            .attribute_definitions(attribute("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        for sk in sks {
+            client
+                .put_item()
+                .table_name(&name)
+                .item("pk", DynamoValue::S("P".into()))
+                .item("sk", DynamoValue::S((*sk).into()))
+                .send()
+                .await
+                .unwrap();
+        }
+        name
+    }
+
+    /// The `sk`s of the next batch (empty when there is none) and its shard.
+    async fn next_sks(reader: &mut StreamReader) -> (Vec<String>, String) {
+        let Some(batch) = reader.next_batch().await.unwrap() else {
+            return (Vec::new(), String::new());
+        };
+        let sks = batch
+            .event
+            .records
+            .iter()
+            .map(|record| match record.change.keys.get("sk") {
+                Some(serde_dynamo::AttributeValue::S(sk)) => sk.clone(),
+                other => panic!("no sk: {other:?}"),
+            })
+            .collect();
+        (sks, batch.shard_id)
+    }
+
+    fn sequence_of(batch: &StreamBatch, index: usize) -> String {
+        batch.event.records[index]
+            .change
+            .sequence_number
+            .clone()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn skip_past_reads_on_from_the_record_after() {
+        let server = MotoServer::shared().await.unwrap();
+        let table = table_with(&server, &["A", "B", "C", "D", "E"]).await;
+        let mut reader = StreamReader::open(&server.sdk_config(), &table)
+            .await
+            .unwrap()
+            .with_batch_size(3);
+        let first = reader.next_batch().await.unwrap().unwrap();
+        assert_eq!(first.event.records.len(), 3);
+        // B is given up: what follows it is read, A and B are not read again.
+        reader
+            .skip_past(&first.shard_id, &sequence_of(&first, 1))
+            .await
+            .unwrap();
+        let (sks, _) = next_sks(&mut reader).await;
+        assert_eq!(sks, ["C", "D", "E"]);
+        assert!(reader.next_batch().await.unwrap().is_none());
+        // Past the last record: nothing until the table changes.
+        let last = StreamReader::open(&server.sdk_config(), &table)
+            .await
+            .unwrap()
+            .next_batch()
+            .await
+            .unwrap()
+            .unwrap();
+        let mut reader = StreamReader::open(&server.sdk_config(), &table)
+            .await
+            .unwrap();
+        reader
+            .skip_past(&last.shard_id, &sequence_of(&last, 4))
+            .await
+            .unwrap();
+        assert!(reader.next_batch().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_limit_holds_for_the_next_batch_of_its_shard_only() {
+        let server = MotoServer::shared().await.unwrap();
+        let table = table_with(&server, &["A", "B", "C", "D", "E"]).await;
+        let mut reader = StreamReader::open(&server.sdk_config(), &table)
+            .await
+            .unwrap()
+            .with_batch_size(4);
+        let first = reader.next_batch().await.unwrap().unwrap();
+        let shard = first.shard_id.clone();
+        // The batch read again in halves: two records, then two, then on at full size.
+        reader
+            .retry_from(&shard, &sequence_of(&first, 0))
+            .await
+            .unwrap();
+        reader.limit_next_batch(&shard, 2);
+        assert_eq!(next_sks(&mut reader).await.0, ["A", "B"]);
+        reader.limit_next_batch(&shard, 2);
+        assert_eq!(next_sks(&mut reader).await.0, ["C", "D"]);
+        assert_eq!(next_sks(&mut reader).await.0, ["E"]);
+        // A limit of 0 reads one record; one above the batch size reads a batch.
+        reader
+            .retry_from(&shard, &sequence_of(&first, 0))
+            .await
+            .unwrap();
+        reader.limit_next_batch(&shard, 0);
+        assert_eq!(next_sks(&mut reader).await.0, ["A"]);
+        reader.limit_next_batch(&shard, 100);
+        assert_eq!(next_sks(&mut reader).await.0, ["B", "C", "D", "E"]);
+        assert!(reader.next_batch().await.unwrap().is_none());
+    }
 
     #[test]
     fn attribute_values_are_dynamodb_json() {

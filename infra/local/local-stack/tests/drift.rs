@@ -432,6 +432,12 @@ fn events_differences(template: &Value) -> Differences {
     );
     compare(
         &mut differences,
+        "PublishEventsStream BisectBatchOnFunctionError",
+        scalar(at(mapping, &["BisectBatchOnFunctionError"])),
+        Some(streams::BISECT_BATCH_ON_FUNCTION_ERROR.to_string()),
+    );
+    compare(
+        &mut differences,
         "PublishEventsStream MaximumRetryAttempts",
         scalar(at(mapping, &["MaximumRetryAttempts"])),
         Some(streams::MAXIMUM_RETRY_ATTEMPTS.to_string()),
