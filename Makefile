@@ -10,7 +10,7 @@ API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
 MOTO_PORT ?= 8602
 
-.PHONY: help run demo test test-deps lint lint-template fmt bench bench-stack bench-init clean-local
+.PHONY: help run demo test test-deps lint lint-template package fmt bench bench-stack bench-init clean-local
 
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-init - cold starts: each function's release binary against a local Lambda Runtime API and the AWS emulator, init and first invocation next to a bare lambda_runtime hello-world in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 	@echo "make lint-template - template.yaml through the SAM translator and cfn-lint (sam validate --lint), offline, no AWS credentials"
+	@echo "make package - every function's deployment ZIP for arm64 as sam build makes it (cargo lambda, no Docker), checked against its size budget"
 
 # The whole stack in one process tree: moto (from the venv, installed here if missing), the
 # Alipay sandbox simulator and the merchant API functions on their API Gateway routes.
@@ -58,6 +59,17 @@ lint-template:
 	SAM_CLI_TELEMETRY=0 $(LOCAL_DIR)/sam-venv/bin/sam validate --region us-east-1 --template template.yaml
 	SAM_CLI_TELEMETRY=0 $(LOCAL_DIR)/sam-venv/bin/sam validate --lint --region us-east-1 --template template.yaml
 
+# The deployment packages as `sam build` makes them (its rust-cargolambda method runs cargo
+# lambda; Zig cross-links for arm64, no Docker), each checked against its budget in
+# infra/package-size-budget.txt. Not part of `make test`: a cold arm64 release build of every
+# function takes longer than the rest of the suite on a 2-core machine.
+FUNCTIONS := $(shell awk '$$1 == "Binary:" { print $$2 }' template.yaml)
+package:
+	@./infra/scripts/sam-deps.sh
+	PATH="$(CURDIR)/$(LOCAL_DIR)/sam-venv/bin:$$PATH" cargo-lambda lambda build --release --arm64 \
+		--output-format zip $(addprefix --bin ,$(FUNCTIONS))
+	./infra/scripts/package-size.sh
+
 fmt:
 	$(CARGO) fmt --all
 
@@ -83,11 +95,15 @@ bench-stack:
 # `GET /runtime/invocation/next` and the first invocation of every function's release binary,
 # each with its ratio to a bare lambda_runtime hello-world measured in the same run, and the
 # Secrets Manager round trips of init on their own. The Alipay gateway is a closed port.
+# Run twice: with the machine's certificate store as it is, then with one bundle file.
+CERT_BUNDLE := $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt /etc/ssl/cert.pem))
 bench-init:
 	@./infra/scripts/test-deps.sh moto
 	$(CARGO) build --release -p pay -p query -p notify -p timeout-close -p bill-fetch \
 		-p reconcile -p publish-events
 	$(CARGO) bench -p bench-init --bench init
+	@echo "The same, every process reading only the bundle file $(CERT_BUNDLE) (Amazon Linux 2023 has one file; Debian also a folder of the same roots):"
+	BENCH_INIT_CERT_BUNDLE=$(CERT_BUNDLE) $(CARGO) bench -p bench-init --bench init
 
 clean-local:
 	rm -rf $(LOCAL_DIR)

@@ -14,6 +14,11 @@
 //! cargo build --release -p alipay-sandbox
 //! cargo bench -p pay --bench create_cpu            # N=200 by default; CREATES=500 to change
 //! ```
+//!
+//! `CPU_CGROUP=<cgroup v1 cpu folder>`: once the emulator and the sandbox are running, this
+//! process's threads join that cgroup (and the threads they start inherit it), so that its CPU
+//! quota holds the handler as Lambda's share of a vCPU for a memory size would
+//! (`infra/scripts/pay-memory-sizes.sh` runs it at several sizes).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -22,19 +27,31 @@ use common::*;
 use nix::sys::resource::{UsageWho, getrusage};
 use std::time::{Duration, Instant};
 
-fn cpu_time() -> Duration {
+/// This process's CPU time so far: (user, system).
+fn cpu_time() -> (Duration, Duration) {
+    let to_duration = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
+    };
     match getrusage(UsageWho::RUSAGE_SELF) {
-        Ok(usage) => {
-            let user = usage.user_time();
-            let system = usage.system_time();
-            let micros = |t: nix::sys::time::TimeVal| {
-                Duration::from_secs(u64::try_from(t.tv_sec()).unwrap_or(0))
-                    + Duration::from_micros(u64::try_from(t.tv_usec()).unwrap_or(0))
-            };
-            micros(user) + micros(system)
-        }
-        Err(_) => Duration::ZERO,
+        Ok(usage) => (
+            to_duration(usage.user_time()),
+            to_duration(usage.system_time()),
+        ),
+        Err(_) => (Duration::ZERO, Duration::ZERO),
     }
+}
+
+/// Moves every thread of this process into the cgroup v1 folder `cgroup` (its `tasks` file
+/// takes one thread id per write); the emulator's and the sandbox's processes stay out.
+fn join_cgroup(cgroup: &std::path::Path) -> TestResult {
+    let tasks = cgroup.join("tasks");
+    for thread in std::fs::read_dir("/proc/self/task")? {
+        let tid = thread?.file_name();
+        std::fs::write(&tasks, tid.as_encoded_bytes())
+            .map_err(|e| err(format!("joining {}: {e}", tasks.display())))?;
+    }
+    Ok(())
 }
 
 fn main() -> TestResult {
@@ -55,6 +72,9 @@ fn main() -> TestResult {
         .build()?;
     runtime.block_on(async move {
         let env = Env::start_with(SandboxMode::Process, &[]).await?;
+        if let Some(cgroup) = std::env::var_os("CPU_CGROUP") {
+            join_cgroup(std::path::Path::new(&cgroup))?;
+        }
         let pay = pay_api(&env).await?;
         // Warm up: connection pools, TLS-free HTTP connections, lazy statics.
         for _ in 0..10 {
@@ -77,13 +97,18 @@ fn main() -> TestResult {
             }
         }
         let wall = wall.elapsed();
-        let cpu = cpu_time().saturating_sub(cpu_before);
+        let (user_after, system_after) = cpu_time();
+        let user = user_after.saturating_sub(cpu_before.0);
+        let system = system_after.saturating_sub(cpu_before.1);
         let calls = env.aws_calls.snapshot();
         let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(creates);
         println!("creates: {creates} (scene qr, sequential)");
         println!(
-            "handler CPU (user+sys, this process only): {:.3} ms per create",
-            per(cpu)
+            "handler CPU (user+sys, this process only): {:.3} ms per create \
+             (user {:.3} ms, system {:.3} ms)",
+            per(user + system),
+            per(user),
+            per(system)
         );
         println!("wall time: {:.3} ms per create", per(wall));
         println!("AWS calls per create (SDK interceptor, before transmit):");
