@@ -7,7 +7,9 @@ use f2f_runtime::{Config, Function, SystemClock, telemetry, wiring};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
 
-#[tokio::main]
+// A sandbox handles one event at a time on a share of a vCPU: one thread spares the
+// cross-thread wake-ups (a third of the pay function's CPU per create; `create_cpu` bench).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init_tracing();
     let config = Config::from_env(Function::BillFetch).inspect_err(|error| {

@@ -4,7 +4,9 @@ use f2f_runtime::{Config, Function, telemetry, wiring};
 use pay::WiredPayApi;
 use std::sync::Arc;
 
-#[tokio::main]
+// A sandbox handles one event at a time on a share of a vCPU: one thread spares the
+// cross-thread wake-ups (a third of the pay function's CPU per create; `create_cpu` bench).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init_tracing();
     let config = Config::from_env(Function::Pay).inspect_err(|error| {

@@ -13,7 +13,9 @@ use tracing::Instrument;
 
 const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 
-#[tokio::main]
+// A sandbox handles one event at a time on a share of a vCPU: one thread spares the
+// cross-thread wake-ups (a third of the pay function's CPU per create; `create_cpu` bench).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let queue_url = std::env::var(EVENTS_QUEUE_URL)
