@@ -40,6 +40,57 @@ pub struct StreamError {
     pub reason: String,
 }
 
+/// Creates `name`: a pay-per-request table keyed by `pk` and `sk` (strings) with a stream of
+/// new and old images, for tests of what reads streams.
+pub async fn create_stream_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), StreamError> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        StreamSpecification, StreamViewType,
+    };
+    let failed = |what: &'static str| {
+        move |reason: String| StreamError {
+            table: name.to_owned(),
+            what,
+            reason,
+        }
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let key = |name: &str, key_type| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .map_err(|e| e.to_string());
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk").map_err(failed("defining it"))?)
+        .attribute_definitions(attribute("sk").map_err(failed("defining it"))?)
+        .key_schema(key("pk", KeyType::Hash).map_err(failed("defining it"))?)
+        .key_schema(key("sk", KeyType::Range).map_err(failed("defining it"))?)
+        .stream_specification(stream.map_err(failed("defining it"))?)
+        .send()
+        .await
+        .map_err(|e| failed("creating it")(describe(&e)))?;
+    Ok(())
+}
+
 /// One `GetRecords` page of one shard, as Lambda's event.
 #[derive(Debug, Clone)]
 pub struct StreamBatch {
@@ -380,48 +431,14 @@ pub fn attribute_json(value: &AttributeValue) -> Value {
 mod tests {
     use super::*;
     use crate::{MotoServer, unique_name};
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue as DynamoValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType, StreamSpecification, StreamViewType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue as DynamoValue;
     use aws_sdk_dynamodbstreams::primitives::Blob;
 
     /// A `pk`/`sk` table with a stream, its items `sks` put in that order under one `pk`.
     async fn table_with(server: &MotoServer, sks: &[&str]) -> String {
         let client = aws_sdk_dynamodb::Client::new(&server.sdk_config());
         let name = unique_name("reader");
-        let attribute = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap()
-        };
-        let key = |name: &str, key_type| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(key_type)
-                .build()
-                .unwrap()
-        };
-        client
-            .create_table()
-            .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attribute("pk"))
-            .attribute_definitions(attribute("sk"))
-            .key_schema(key("pk", KeyType::Hash))
-            .key_schema(key("sk", KeyType::Range))
-            .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        create_stream_table(&client, &name).await.unwrap();
         for sk in sks {
             client
                 .put_item()
