@@ -309,16 +309,12 @@ impl StreamReader {
         shard_id: &str,
         sequence_number: &str,
     ) -> Result<(), StreamError> {
-        let iterator = self
-            .iterator(
-                shard_id,
-                ShardIteratorType::AtSequenceNumber,
-                Some(sequence_number),
-            )
-            .await?;
-        self.finished.remove(shard_id);
-        self.shards.insert(shard_id.to_owned(), Some(iterator));
-        Ok(())
+        self.reposition(
+            shard_id,
+            ShardIteratorType::AtSequenceNumber,
+            sequence_number,
+        )
+        .await
     }
 
     /// What Lambda does once it gives up on a record (its retries exhausted, the record sent
@@ -329,13 +325,23 @@ impl StreamReader {
         shard_id: &str,
         sequence_number: &str,
     ) -> Result<(), StreamError> {
-        let iterator = self
-            .iterator(
-                shard_id,
-                ShardIteratorType::AfterSequenceNumber,
-                Some(sequence_number),
-            )
-            .await?;
+        self.reposition(
+            shard_id,
+            ShardIteratorType::AfterSequenceNumber,
+            sequence_number,
+        )
+        .await
+    }
+
+    /// The shard's next read starts at or after `sequence_number`, as `kind` says, even if the
+    /// shard was read to its end.
+    async fn reposition(
+        &mut self,
+        shard_id: &str,
+        kind: ShardIteratorType,
+        sequence_number: &str,
+    ) -> Result<(), StreamError> {
+        let iterator = self.iterator(shard_id, kind, Some(sequence_number)).await?;
         self.finished.remove(shard_id);
         self.shards.insert(shard_id.to_owned(), Some(iterator));
         Ok(())
