@@ -2,13 +2,13 @@
 //! published by the stream poller alone.
 
 use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb, aws_sdk_sqs};
-use chrono::{Duration as Lease, Utc};
-use domain::order::{NewOrder, Order};
-use domain::ports::OrderStore;
-use domain::{OrderAmount, OutTradeNo, Scene};
 use local_stack::{LocalStack, ORDERS_TABLE, Options, streams};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+
+mod common;
+
+use common::write_order;
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -22,24 +22,7 @@ async fn orders_written_to_the_table_come_out_of_the_events_queue() -> TestResul
     let sqs = aws_sdk_sqs::Client::new(&sdk);
 
     let store = DynamoOrderStore::new(dynamo, ORDERS_TABLE);
-    let no = OutTradeNo::generate();
-    let now = Utc::now();
-    let new = NewOrder {
-        out_trade_no: no.clone(),
-        amount: OrderAmount::from_fen(1)?,
-        subject: "coffee".into(),
-        scene: Scene::Qr,
-        store_id: None,
-        operator_id: None,
-        terminal_id: None,
-        request_hash: "h".into(),
-        expires_at: now + Lease::minutes(15),
-    };
-    let (order, claim) = Order::claim(new, now, Lease::seconds(30));
-    store.claim(&order, &claim).await?;
-    store
-        .apply(&order.created_at_alipay(Some("https://qr.alipay.com/x".into()), None, now)?)
-        .await?;
+    let no = write_order(&store).await?;
 
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);

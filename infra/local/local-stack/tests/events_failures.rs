@@ -6,10 +6,7 @@ use aws_adapters::aws_sdk_dynamodb::types::AttributeValue;
 use aws_adapters::dynamo::orders::{event_sk, order_pk};
 use aws_adapters::dynamo::schema::create_table;
 use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb, aws_sdk_sqs};
-use chrono::{Duration as Lease, Utc};
-use domain::order::{NewOrder, Order};
-use domain::ports::OrderStore;
-use domain::{OrderAmount, OutTradeNo, Scene};
+use domain::OutTradeNo;
 use local_stack::ORDERS_TABLE;
 use local_stack::streams::{self, MAXIMUM_RETRY_ATTEMPTS, PollOptions};
 use publish_events::describe_keys;
@@ -18,33 +15,11 @@ use std::time::{Duration, Instant};
 use test_support::MotoServer;
 use test_support::streams::StreamReader;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+mod common;
 
-/// Claimed and created at Alipay: two public events (`order.created`,
-/// `order.awaiting_payment`), four stream records.
-async fn write_order(
-    store: &DynamoOrderStore,
-) -> Result<OutTradeNo, Box<dyn std::error::Error + Send + Sync>> {
-    let no = OutTradeNo::generate();
-    let now = Utc::now();
-    let new = NewOrder {
-        out_trade_no: no.clone(),
-        amount: OrderAmount::from_fen(1)?,
-        subject: "coffee".into(),
-        scene: Scene::Qr,
-        store_id: None,
-        operator_id: None,
-        terminal_id: None,
-        request_hash: "h".into(),
-        expires_at: now + Lease::minutes(15),
-    };
-    let (order, claim) = Order::claim(new, now, Lease::seconds(30));
-    store.claim(&order, &claim).await?;
-    store
-        .apply(&order.created_at_alipay(Some("https://qr.alipay.com/x".into()), None, now)?)
-        .await?;
-    Ok(no)
-}
+use common::write_order;
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 /// Every message on `queue_url` now, each deleted once received.
 async fn drain(
