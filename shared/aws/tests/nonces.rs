@@ -12,6 +12,7 @@ use common::dynamo;
 use domain::auth::{AuthHeaders, MerchantKeys, RequestToSign, authenticate, sign, string_to_sign};
 use domain::ports::{NonceCheck, NonceStore};
 use secrecy::SecretString;
+use test_support::emulator_proxy::{EmulatorProxy, FaultKind, FaultPlan, FaultRates};
 
 const SECRET: &str = "merchant-a-secret-0123456789-abcdefghij";
 
@@ -35,6 +36,48 @@ async fn a_nonce_is_fresh_once_then_replayed_until_forgotten() {
         NonceCheck::Fresh
     );
     assert_eq!(db.calls.take(), ["PutItem"; 3]);
+}
+
+#[tokio::test]
+async fn a_nonce_whose_first_write_lost_its_answer_is_fresh_for_that_request() {
+    let db = dynamo().await;
+    // The first PutItem is written, then answered 500; the SDK sends it again, and the
+    // condition fails on the item that first attempt wrote.
+    let lost_once = FaultPlan::seeded(
+        1,
+        FaultRates {
+            lost_answer: 1.0,
+            ..FaultRates::NONE
+        },
+    )
+    .at_most(1);
+    let proxy = EmulatorProxy::start(&db.moto.endpoint_url(), lost_once)
+        .await
+        .unwrap();
+    let config = db
+        .moto
+        .sdk_config()
+        .into_builder()
+        .endpoint_url(proxy.endpoint())
+        .build();
+    let nonces = DynamoNonceStore::new(
+        aws_adapters::aws_sdk_dynamodb::Client::new(&config),
+        &db.table,
+    );
+    let later = Utc::now() + Duration::minutes(5);
+
+    assert_eq!(
+        nonces.remember("n-lost", later).await.unwrap(),
+        NonceCheck::Fresh
+    );
+    let counts = proxy.counts();
+    assert_eq!(counts.total(FaultKind::LostAnswer), 1);
+    assert_eq!(counts.passed, 1, "the SDK's retry");
+    // Another request with the nonce is still a replay.
+    assert_eq!(
+        nonces.remember("n-lost", later).await.unwrap(),
+        NonceCheck::Replayed
+    );
 }
 
 #[tokio::test]
