@@ -279,6 +279,11 @@ where
             if attempt > 1 {
                 self.clock.sleep(wait).await;
             }
+            // A cancel of a paid trade refunds it: never after someone else has settled it.
+            order = match self.still_held(&order).await? {
+                Next::Go(order) => order,
+                Next::Stop(answer) => return answer,
+            };
             match self.gateway.cancel(&request).await {
                 Outcome::Success(answer) if answer.retry_flag => {
                     tracing::info!(attempt, "cancel asks for a retry");
@@ -324,6 +329,21 @@ where
             }
         }
         self.leave_pending(order, CANCEL_OUTCOME_UNKNOWN).await
+    }
+
+    /// Whether we still hold the order as stored. A notification may have settled it since we
+    /// last wrote it (the buyer confirmed during a poll or a retry's wait, or the last cancel
+    /// went through): that ends our lease without touching our copy, whose lease may still look
+    /// long enough to send on, so the stored order is read.
+    async fn still_held(&self, held: &Order) -> Result<Next, CreateError> {
+        match self.store.get(held.out_trade_no()).await? {
+            Some(current) if current.same_holder(held) => Ok(Next::Go(current)),
+            Some(current) => Ok(Next::Stop(self.answer_for(current))),
+            None => Err(CreateError::Internal(format!(
+                "order {} vanished while its cancel was retried",
+                held.out_trade_no()
+            ))),
+        }
     }
 
     /// Settles the order by a completed cancel: closed, or (the buyer had paid and the cancel
@@ -390,11 +410,9 @@ mod tests {
 
     fn closed_reason(p: &TestPayments) -> String {
         p.store
-            .events
-            .lock()
-            .unwrap()
+            .events()
             .iter()
-            .find_map(|e| match &e.kind {
+            .find_map(|e| match &e.event.kind {
                 EventKind::Closed { reason } => Some(reason.clone()),
                 _ => None,
             })
@@ -563,13 +581,10 @@ mod tests {
             q.push_back(trade("B8", TradeStatus::TradeSuccess));
         }
         // Writes: 1 = waiting for the buyer; 2 = paid, preceded by someone else's sync.
-        {
-            let mut interference = p.store.interference.lock().unwrap();
-            interference.push_back(None);
-            interference.push_back(Some(Box::new(|current: &Order| {
-                current.synced(current.last_synced_at().unwrap()).ok()
-            })));
-        }
+        p.store.interfere_next(None);
+        p.store.interfere_next(Some(Box::new(|current: &Order| {
+            current.synced(current.last_synced_at().unwrap()).ok()
+        })));
         let created = p.create(&barcode_request("B8")).await.unwrap();
         assert_eq!(
             created.order.status(),
@@ -577,8 +592,8 @@ mod tests {
             "Alipay said TRADE_SUCCESS: the POST answers PAID"
         );
         assert_eq!(created.pending_reason, None);
-        let events = p.store.events.lock().unwrap().clone();
-        assert!(events.iter().any(|e| e.kind == EventKind::Synced));
+        let events = p.store.events();
+        assert!(events.iter().any(|e| e.event.kind == EventKind::Synced));
     }
 
     #[tokio::test]
@@ -597,7 +612,7 @@ mod tests {
         let created = p.create(&barcode_request("B9")).await.unwrap();
         assert_eq!(created.order.status(), OrderStatus::Refunded);
         assert_eq!(created.order.refunded_fen(), 100);
-        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        let anomalies: Vec<_> = p.store.anomalies().into_iter().map(|r| r.latest).collect();
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].kind, AnomalyKind::RefundedByCancel);
         assert_eq!(anomalies[0].order_status, Some(OrderStatus::Refunded));
@@ -618,24 +633,20 @@ mod tests {
             .push_back(cancelled(CancelAction::Refund, false));
         // The cancel's write (the first write of the flow) loses to a notification of the
         // payment.
-        p.store
-            .interference
-            .lock()
-            .unwrap()
-            .push_back(Some(Box::new(|current: &Order| {
-                current
-                    .paid(
-                        "2024B10".into(),
-                        current.created_at(),
-                        PaymentSource::Notification,
-                        domain::order::Buyer::default(),
-                        current.created_at(),
-                    )
-                    .ok()
-            })));
+        p.store.interfere_next(Some(Box::new(|current: &Order| {
+            current
+                .paid(
+                    "2024B10".into(),
+                    current.created_at(),
+                    PaymentSource::Notification,
+                    domain::order::Buyer::default(),
+                    current.created_at(),
+                )
+                .ok()
+        })));
         let created = p.create(&barcode_request("B10")).await.unwrap();
         assert_eq!(created.order.status(), OrderStatus::Refunded);
-        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        let anomalies: Vec<_> = p.store.anomalies().into_iter().map(|r| r.latest).collect();
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].kind, AnomalyKind::RefundedByCancel);
     }
@@ -661,7 +672,7 @@ mod tests {
             OrderStatus::Paid,
             "the query says 1.00 paid"
         );
-        let anomalies = p.store.anomalies.lock().unwrap().clone();
+        let anomalies: Vec<_> = p.store.anomalies().into_iter().map(|r| r.latest).collect();
         assert_eq!(anomalies.len(), 1);
         assert_eq!(anomalies[0].kind, AnomalyKind::AmountMismatch);
         assert_eq!(anomalies[0].facts.total_amount_fen, Some(1));
@@ -713,22 +724,26 @@ mod tests {
         }
         let created = p.create(&barcode_request("B13")).await.unwrap();
         assert_eq!(created.order.status(), OrderStatus::Refunded);
-        let history = p.store.history.lock().unwrap().clone();
+        let history = p.store.events();
         let starts = p.gateway.side_effects.lock().unwrap().clone();
         assert_eq!(starts.len(), 4, "pay and three cancels: {starts:?}");
         for (method, at) in starts {
             let lease = history
                 .iter()
-                .rfind(|(written, _)| *written <= at)
-                .and_then(|(_, order)| order.lease_until())
+                .rfind(|written| written.event.at <= at)
+                .and_then(|written| written.order.lease_until())
                 .unwrap();
             assert!(
                 lease >= at + chrono::Duration::seconds(7),
                 "{method} at {at} under a lease until {lease}"
             );
         }
-        let events = p.store.events.lock().unwrap().clone();
-        assert!(events.iter().any(|e| e.kind == EventKind::LeaseExtended));
+        let events = p.store.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event.kind == EventKind::LeaseExtended)
+        );
     }
 
     #[tokio::test]
@@ -770,11 +785,11 @@ mod tests {
         }
         // Write 1 records the 10003; from write 2 on (the lease extensions of the polls)
         // DynamoDB is unavailable.
-        *p.store.unavailable_from_apply.lock().unwrap() = Some(2);
+        p.store.fail_applies_from(2);
         let result = p.create(&barcode_request("B15")).await;
         assert!(matches!(result, Err(CreateError::Store(_))));
         assert_eq!(p.gateway.calls("cancel"), 0, "never without the lease");
-        let (_, due_at) = p.scheduler.scheduled.lock().unwrap()[0].clone();
+        let (_, due_at) = p.scheduler.scheduled()[0].clone();
         let order = p.store.order("B15").unwrap();
         assert!(due_at < order.expires_at());
         assert!(

@@ -159,7 +159,7 @@ mod tests {
         assert!(!created.replayed);
         assert_eq!(created.order.status(), OrderStatus::Pending);
         assert_eq!(created.order.qr_code(), Some("https://qr.alipay.com/T1"));
-        let scheduled = p.scheduler.scheduled.lock().unwrap().clone();
+        let scheduled = p.scheduler.scheduled();
         assert_eq!(scheduled.len(), 1);
         assert_eq!(scheduled[0].1, created.order.expires_at());
         assert_eq!(
@@ -225,8 +225,8 @@ mod tests {
 
     #[tokio::test]
     async fn no_alipay_call_without_a_scheduled_expiry() {
-        let mut p = payments();
-        p.scheduler.fail = true;
+        let p = payments();
+        p.scheduler.fail(true);
         let result = p.create(&qr_request("T4")).await;
         assert!(matches!(result, Err(CreateError::Scheduler(_))));
         assert!(p.gateway.calls.lock().unwrap().is_empty());

@@ -1,5 +1,6 @@
 //! In-memory ports for the unit tests of this crate's modules (integration tests use the AWS
-//! emulator and the Alipay sandbox instead).
+//! emulator and the Alipay sandbox instead): the store and the expiry queue are
+//! `domain::memory`'s; the gateway answers from per-method scripts.
 
 use crate::validation::{PaymentRequest, parse};
 use crate::{Payments, Settings};
@@ -12,140 +13,11 @@ use alipay::api::{
 use alipay::notify::TradeStatus;
 use alipay::outcome::{Failure, Outcome, UnknownCause};
 use chrono::{DateTime, TimeZone, Utc};
-use domain::OutTradeNo;
-use domain::anomaly::Anomaly;
-use domain::order::{Order, OrderEvent, Transition};
-use domain::ports::{
-    Applied, Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway, ScheduleError, StoreError,
-};
-use std::collections::{HashMap, VecDeque};
+pub use domain::memory::{MemoryScheduler, MemoryStore};
+use domain::ports::{Clock, PaymentGateway};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Another writer's change, made just before one of our writes lands.
-pub type Interference = Box<dyn FnOnce(&Order) -> Option<Transition> + Send>;
-
-#[derive(Default)]
-pub struct MemoryStore {
-    pub orders: Mutex<HashMap<OutTradeNo, Order>>,
-    pub events: Mutex<Vec<OrderEvent>>,
-    pub anomalies: Mutex<Vec<Anomaly>>,
-    /// Every stored version of every order, with the time it was written.
-    pub history: Mutex<Vec<(DateTime<Utc>, Order)>>,
-    /// One entry per `apply`, in order: `Some` makes another writer win the race first.
-    pub interference: Mutex<VecDeque<Option<Interference>>>,
-    /// Every `apply` from this one on (counted from 1) fails as if DynamoDB were down.
-    pub unavailable_from_apply: Mutex<Option<usize>>,
-    pub applies: Mutex<usize>,
-}
-
-impl MemoryStore {
-    pub fn order(&self, no: &str) -> Option<Order> {
-        let no = OutTradeNo::parse(no).unwrap();
-        self.orders.lock().unwrap().get(&no).cloned()
-    }
-
-    pub fn put(&self, order: Order) {
-        self.orders
-            .lock()
-            .unwrap()
-            .insert(order.out_trade_no().clone(), order);
-    }
-}
-
-impl OrderStore for MemoryStore {
-    async fn claim(&self, order: &Order, event: &OrderEvent) -> Result<Claim, StoreError> {
-        let mut orders = self.orders.lock().unwrap();
-        if let Some(existing) = orders.get(order.out_trade_no()) {
-            return Ok(Claim::Exists(existing.clone()));
-        }
-        orders.insert(order.out_trade_no().clone(), order.clone());
-        self.events.lock().unwrap().push(event.clone());
-        self.history.lock().unwrap().push((event.at, order.clone()));
-        Ok(Claim::Claimed)
-    }
-
-    async fn get(&self, out_trade_no: &OutTradeNo) -> Result<Option<Order>, StoreError> {
-        Ok(self.orders.lock().unwrap().get(out_trade_no).cloned())
-    }
-
-    async fn apply(&self, transition: &Transition) -> Result<Applied, StoreError> {
-        let applies = {
-            let mut applies = self.applies.lock().unwrap();
-            *applies += 1;
-            *applies
-        };
-        if self
-            .unavailable_from_apply
-            .lock()
-            .unwrap()
-            .is_some_and(|from| applies >= from)
-        {
-            return Err(StoreError::Unavailable("throttled".into()));
-        }
-        let interference = self.interference.lock().unwrap().pop_front().flatten();
-        if let Some(other) = interference
-            && let Some(current) = self.order(transition.next.out_trade_no().as_str())
-            && let Some(theirs) = other(&current)
-        {
-            self.write(&theirs);
-        }
-        Ok(self.write(transition))
-    }
-
-    async fn record_anomaly(&self, anomaly: &Anomaly) -> Result<(), StoreError> {
-        self.anomalies.lock().unwrap().push(anomaly.clone());
-        Ok(())
-    }
-}
-
-impl MemoryStore {
-    fn write(&self, transition: &Transition) -> Applied {
-        let mut orders = self.orders.lock().unwrap();
-        let current = orders.get(transition.next.out_trade_no()).cloned();
-        match current {
-            Some(order)
-                if order.status() == transition.expected_status
-                    && order.version() == transition.expected_version =>
-            {
-                orders.insert(order.out_trade_no().clone(), transition.next.clone());
-                self.events.lock().unwrap().push(transition.event.clone());
-                self.history
-                    .lock()
-                    .unwrap()
-                    .push((transition.event.at, transition.next.clone()));
-                if let Some(anomaly) = &transition.anomaly {
-                    self.anomalies.lock().unwrap().push(anomaly.clone());
-                }
-                Applied::Applied(transition.next.clone())
-            }
-            other => Applied::Conflict(other),
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct MemoryScheduler {
-    pub scheduled: Mutex<Vec<(OutTradeNo, DateTime<Utc>)>>,
-    pub fail: bool,
-}
-
-impl ExpiryScheduler for MemoryScheduler {
-    async fn schedule(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-    ) -> Result<(), ScheduleError> {
-        if self.fail {
-            return Err(ScheduleError("queue unavailable".into()));
-        }
-        self.scheduled
-            .lock()
-            .unwrap()
-            .push((out_trade_no.clone(), due_at));
-        Ok(())
-    }
-}
 
 /// Answers each method from its script; an exhausted script answers `Unknown(Timeout)`.
 /// Each call takes `call_time` of the shared fake time (a slow Alipay).

@@ -31,6 +31,9 @@ pub mod reasons {
     pub const PAY_OUTCOME_UNKNOWN_CANCELLED: &str = "pay_outcome_unknown_cancelled";
     /// A retried barcode request found the payment unresolved and cancelled it.
     pub const UNRESOLVED_CANCELLED: &str = "unresolved_cancelled";
+    /// A claim nobody finished (its request died before the expiry was scheduled) is past
+    /// its expiry and Alipay has no trade for it: none can be made any more.
+    pub const EXPIRED_WITHOUT_TRADE: &str = "expired_without_trade";
 }
 
 /// What Alipay's answer says about an order.
@@ -268,7 +271,8 @@ pub fn anomaly(order: &Order, mismatch: Mismatch, now: DateTime<Utc>) -> Anomaly
 
 /// What brings `order` in line with `view`, if anything. Settled orders never move (a
 /// payment Alipay reports for a CLOSED or FAILED order is an anomaly); a claim Alipay has no
-/// trade for is only marked as looked at (its holder alone may re-send the request).
+/// trade for is only marked as looked at (its holder alone may re-send the request) until it
+/// expires: then Alipay refuses any request for it (`time_expire`), so it is closed.
 pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'_>) -> Plan {
     if let AlipayView::Mismatch(mismatch) = view {
         return Plan {
@@ -332,6 +336,9 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
             order.scanned(Some(trade_no.clone()), now, now)
         }
         (_, _, Actor::Witness) => return Plan::nothing(),
+        (AlipayView::NotExist, OrderStatus::Creating, _) if now >= order.expires_at() => {
+            order.closed(reasons::EXPIRED_WITHOUT_TRADE, now)
+        }
         (AlipayView::Waiting { trade_no }, OrderStatus::Creating, _) => {
             order.created_at_alipay(None, Some(trade_no.clone()), now)
         }
@@ -343,8 +350,8 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
 
 /// What a completed `alipay.trade.cancel` means for the order as stored now: closed, or (the
 /// buyer had paid and the cancel refunded it) REFUNDED with an anomaly record. These are facts
-/// about money, written whoever holds the order now; a settled order that disagrees is left as
-/// it is, with the anomaly.
+/// about money, written whoever holds the order now; a settled order that disagrees (or one
+/// with a refund in flight, which its own flow settles) is left as it is, with the anomaly.
 pub fn plan_cancelled(
     current: &Order,
     answer: &CancelResponse,
@@ -766,6 +773,40 @@ mod tests {
         );
         let paid = planned(&pending, &paid_view, at(34)).unwrap().next;
         assert_eq!(paid.paid_at(), Some(at(34)));
+    }
+
+    #[test]
+    fn an_abandoned_claim_without_a_trade_is_closed_once_it_expired() {
+        // Claimed at 0, expiring at 900, its creator gone before scheduling the expiry job.
+        let claim = order();
+        let before = planned(&claim, &AlipayView::NotExist, at(899)).unwrap();
+        assert_eq!(
+            before.next.status(),
+            OrderStatus::Creating,
+            "a retry may still send it"
+        );
+        let after = planned(&claim, &AlipayView::NotExist, at(900)).unwrap();
+        assert_eq!(after.next.status(), OrderStatus::Closed);
+        assert_eq!(
+            after.event.kind,
+            crate::order::EventKind::Closed {
+                reason: reasons::EXPIRED_WITHOUT_TRADE.into()
+            }
+        );
+        assert_eq!(
+            plan(&claim, &AlipayView::NotExist, at(900), Actor::Witness),
+            Plan::nothing(),
+            "only whoever asked Alipay closes it"
+        );
+        let pending = claim.created_at_alipay(None, None, at(1)).unwrap().next;
+        assert_eq!(
+            planned(&pending, &AlipayView::NotExist, at(901))
+                .unwrap()
+                .next
+                .status(),
+            OrderStatus::Pending,
+            "a PENDING order has its expiry job, which closes (or cancels) it at Alipay too"
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@
 //! - [`bills`]: where daily bills are stored for reconciliation.
 //! - [`business_event`]: the events other systems subscribe to, published from the audit
 //!   events (the outbox), and the port they are sent through.
+//! - `memory` (feature `memory`, for tests): in-memory adapters of the ports with the AWS
+//!   adapters' semantics.
 
 pub mod amount;
 pub mod anomaly;
@@ -25,6 +27,8 @@ pub mod bills;
 pub mod business_event;
 pub mod converge;
 pub mod fence;
+#[cfg(feature = "memory")]
+pub mod memory;
 pub mod notification;
 pub mod order;
 pub mod out_request_no;

@@ -594,13 +594,22 @@ impl Order {
         )
     }
 
-    /// A cancel found the trade paid and gave the whole amount back.
+    /// A cancel found the trade paid and gave the whole amount back. Not while a refund of
+    /// the order is PENDING: whether Alipay made it before the cancel is not known yet, so the
+    /// order is left to that refund's flow and the cancel is only an anomaly.
     pub fn refunded_by_cancel(
         &self,
         alipay_trade_no: Option<String>,
         now: DateTime<Utc>,
     ) -> Result<Transition, IllegalTransition> {
         let refund_fen = self.amount.fen().get();
+        if self.reserved_fen() > 0 {
+            return Err(IllegalTransition {
+                out_trade_no: self.out_trade_no.clone(),
+                from: self.status,
+                to: OrderStatus::Refunded,
+            });
+        }
         self.transition(
             &[
                 OrderStatus::Creating,
@@ -965,5 +974,39 @@ mod tests {
             .unwrap_or_else(|e| unreachable!("{e}"));
         assert_eq!(from_pending.next.alipay_trade_no(), Some("2025"));
         assert_eq!(from_pending.next.lease_holder(), None);
+    }
+
+    #[test]
+    fn a_cancel_refund_does_not_settle_an_order_with_a_refund_in_flight() {
+        // The barcode flow's cancel was in flight when a notification marked the order paid
+        // and a partial refund was claimed.
+        let paid = claimed()
+            .paid(
+                "2024".into(),
+                at(2),
+                PaymentSource::Notification,
+                Buyer::default(),
+                at(2),
+            )
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        let refund = NewRefund {
+            out_request_no: crate::OutRequestNo::parse("R1")
+                .unwrap_or_else(|e| unreachable!("{e}")),
+            amount_fen: 40,
+            reason: None,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "r".into(),
+        };
+        let refunding = paid
+            .claim_refund(refund, at(3), Duration::seconds(15))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+            .next;
+        assert!(
+            refunding.refunded_by_cancel(None, at(4)).is_err(),
+            "REFUNDED with 40 still reserved would count 140 of 100"
+        );
     }
 }
