@@ -3,6 +3,9 @@
 //!
 //! - [`moto`]: the AWS emulator (`moto_server` from the project venv, installed by
 //!   `make test-deps`).
+//! - [`emulator_proxy`]: an HTTP/1.1 proxy in front of it that keeps client connections open
+//!   as AWS endpoints do, and injects AWS faults (throttling, unavailability, lost answers,
+//!   failed conditions) at seeded random.
 //! - [`streams`]: a table's DynamoDB stream, read as Lambda's event source mapping reads it
 //!   and handed over as Lambda's DynamoDB events.
 //!
@@ -11,10 +14,12 @@
 
 // Slot for the Alipay sandbox simulator's starter (infra/local/alipay-sandbox), which will
 // follow the same pattern as `moto`: `pub mod alipay_sandbox;`.
+pub mod emulator_proxy;
 pub mod moto;
 pub mod streams;
 
 pub use aws_config::SdkConfig;
+pub use emulator_proxy::{EmulatorProxy, FaultPlan};
 pub use moto::{MotoError, MotoServer};
 
 use std::path::PathBuf;

@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 use test_support::MotoServer;
+use test_support::emulator_proxy::{EmulatorProxy, FaultPlan};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -88,6 +89,9 @@ pub struct Options {
     pub local_dir: PathBuf,
     /// Function variables from [`KNOBS`].
     pub knobs: BTreeMap<String, String>,
+    /// With a plan, the functions reach moto through an [`EmulatorProxy`] injecting these
+    /// faults ([`LocalStack::emulator_proxy`]); the stack's own pollers and setup do not.
+    pub emulator_faults: Option<FaultPlan>,
 }
 
 impl Options {
@@ -99,6 +103,7 @@ impl Options {
             moto_port: 0,
             local_dir: local_dir.to_owned(),
             knobs: BTreeMap::new(),
+            emulator_faults: None,
         }
     }
 
@@ -123,6 +128,7 @@ impl Default for Options {
             moto_port: DEFAULT_MOTO_PORT,
             local_dir: PathBuf::from(".local"),
             knobs: BTreeMap::new(),
+            emulator_faults: None,
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct LocalStack {
     api_url: String,
     sandbox: RunningSandbox,
     moto: MotoServer,
+    proxy: Option<EmulatorProxy>,
     merchant_key: MerchantKey,
     events: streams::EventsPublisher,
     expiry_queues: ExpiryQueues,
@@ -198,6 +205,23 @@ impl LocalStack {
         let queue_url = expiry_queues.url.clone();
         tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
         let events = streams::start(&sdk, ORDERS_TABLE).await?;
+        let proxy = match &options.emulator_faults {
+            Some(plan) => Some(
+                EmulatorProxy::start(&moto.endpoint_url(), plan.clone())
+                    .await
+                    .map_err(|e| format!("emulator proxy: {e}"))?,
+            ),
+            None => None,
+        };
+        // What the functions talk to: moto, or the proxy in front of it.
+        let functions_sdk = match &proxy {
+            Some(proxy) => sdk
+                .clone()
+                .into_builder()
+                .endpoint_url(proxy.endpoint())
+                .build(),
+            None => sdk.clone(),
+        };
 
         let sandbox_dir = local_dir.join(SANDBOX_DIR);
         let mut sandbox_config = alipay_sandbox::Config::new(&sandbox_dir);
@@ -231,10 +255,10 @@ impl LocalStack {
         let lookup = |name: &str| vars.get(name).cloned();
         let pay_config = Config::from_lookup(Function::Pay, &lookup)?;
         let query_config = Config::from_lookup(Function::Query, &lookup)?;
-        let pay_adapters = wiring::build_with(&pay_config, &sdk).await?;
-        let query_adapters = wiring::build_with(&query_config, &sdk).await?;
+        let pay_adapters = wiring::build_with(&pay_config, &functions_sdk).await?;
+        let query_adapters = wiring::build_with(&query_config, &functions_sdk).await?;
         let expiry_config = Config::from_lookup(Function::TimeoutClose, &lookup)?;
-        let expiry_adapters = wiring::build_with(&expiry_config, &sdk).await?;
+        let expiry_adapters = wiring::build_with(&expiry_config, &functions_sdk).await?;
         let expiries = Arc::new(timeout_close::Expiries {
             store: expiry_adapters.orders,
             scheduler: expiry_adapters
@@ -249,7 +273,7 @@ impl LocalStack {
             refunds: expiry_config.refund_policy(),
         });
         let notify_config = f2f_runtime::NotifyConfig::from_lookup(&lookup)?;
-        let notify_adapters = wiring::build_notify(&notify_config, &sdk).await?;
+        let notify_adapters = wiring::build_notify(&notify_config, &functions_sdk).await?;
         let sync_after = query_config.knobs.sync_after;
         let functions = Arc::new(Functions {
             pay: pay::WiredPayApi::wired(&pay_config, pay_adapters)?,
@@ -352,6 +376,7 @@ impl LocalStack {
             api_url,
             sandbox,
             moto,
+            proxy,
             merchant_key,
             events,
             expiry_queues,
@@ -380,6 +405,12 @@ impl LocalStack {
 
     pub fn moto_url(&self) -> String {
         self.moto.endpoint_url()
+    }
+
+    /// The fault proxy between the functions and moto, when [`Options::emulator_faults`] asked
+    /// for one (its counts; faults can be changed or turned off while the stack runs).
+    pub fn emulator_proxy(&self) -> Option<&EmulatorProxy> {
+        self.proxy.as_ref()
     }
 
     /// The AWS SDK configuration of the emulator (for tools and tests).

@@ -52,6 +52,7 @@ async fn main() -> ExitCode {
         moto_port: args.moto_port,
         local_dir: args.local_dir,
         knobs,
+        emulator_faults: None,
     };
     match local_stack::run(options).await {
         Ok(()) => ExitCode::SUCCESS,
