@@ -189,6 +189,9 @@ pub struct Env {
     pub dynamo: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub http: reqwest::Client,
+    /// Where the functions' AWS clients send their requests instead of moto (e.g. a proxy
+    /// in front of it).
+    aws_endpoint: Option<String>,
     vars: BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
@@ -293,6 +296,7 @@ impl Env {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(20))
                 .build()?,
+            aws_endpoint: None,
             vars,
             _dir: dir,
         })
@@ -318,9 +322,20 @@ impl Env {
         })?)
     }
 
-    /// The SDK configuration of the emulator.
+    /// The SDK configuration of the functions: the emulator's, or
+    /// [`Env::set_aws_endpoint`]'s.
     pub fn sdk(&self) -> SdkConfig {
-        self.moto.sdk_config()
+        let sdk = self.moto.sdk_config();
+        match &self.aws_endpoint {
+            Some(endpoint) => sdk.to_builder().endpoint_url(endpoint).build(),
+            None => sdk,
+        }
+    }
+
+    /// Sends the functions' AWS requests to `endpoint` (before [`Env::adapters`]); the tests'
+    /// own clients still go to moto.
+    pub fn set_aws_endpoint(&mut self, endpoint: &str) {
+        self.aws_endpoint = Some(endpoint.to_owned());
     }
 
     /// The function's real adapters (built by `f2f_runtime::wiring`), with DynamoDB and SQS
