@@ -26,6 +26,7 @@ use crate::validation::AuthCode;
 use crate::{CreateError, Created, Next, Payments, says_trade_exists};
 use alipay::api::{CancelAction, CancelRequest, CancelResponse, PayRequest, PayResponse};
 use alipay::api::{QueryRequest, TradeRef};
+use alipay::notify::TradeStatus;
 use alipay::outcome::{Outcome, Rejection};
 use chrono::{DateTime, Utc};
 use domain::anomaly::{AlipayFacts, FactSource};
@@ -266,6 +267,10 @@ where
     ) -> Result<Created, CreateError> {
         let request = CancelRequest::new(TradeRef::out_trade_no(order.out_trade_no().as_str()));
         let mut order = order;
+        // Whether a cancel may have reached Alipay (its outcome unknown): if someone else
+        // settles the order meanwhile, it is not sent again (we no longer hold the order) but
+        // Alipay is asked what the first one did.
+        let mut maybe_sent = false;
         for attempt in 1..=self.settings.cancel_attempts.max(1) {
             let wait = if attempt > 1 {
                 self.settings.cancel_retry_delay
@@ -274,6 +279,9 @@ where
             };
             order = match self.fence(&order, wait).await? {
                 Next::Go(order) => order,
+                Next::Stop(answer) if maybe_sent => {
+                    return self.after_lost_cancel(answer, reason).await;
+                }
                 Next::Stop(answer) => return answer,
             };
             if attempt > 1 {
@@ -282,6 +290,9 @@ where
             // A cancel of a paid trade refunds it: never after someone else has settled it.
             order = match self.still_held(&order).await? {
                 Next::Go(order) => order,
+                Next::Stop(answer) if maybe_sent => {
+                    return self.after_lost_cancel(answer, reason).await;
+                }
                 Next::Stop(answer) => return answer,
             };
             match self.gateway.cancel(&request).await {
@@ -317,6 +328,7 @@ where
                         cause = describe_unknown(&cause),
                         "cancel outcome unknown"
                     );
+                    maybe_sent = true;
                 }
                 Outcome::WaitingForBuyer(_) => {}
                 Outcome::Rejected(rejection) => {
@@ -329,6 +341,40 @@ where
             }
         }
         self.leave_pending(order, CANCEL_OUTCOME_UNKNOWN).await
+    }
+
+    /// Someone else settled the order after a cancel of ours whose outcome is unknown. If the
+    /// trade is closed at Alipay while the order is PAID here, that cancel refunded the buyer:
+    /// recorded as a completed cancel (a fact about money, written whoever holds the order).
+    /// Only a query is sent: we no longer hold the order.
+    async fn after_lost_cancel(
+        &self,
+        answer: Result<Created, CreateError>,
+        reason: &'static str,
+    ) -> Result<Created, CreateError> {
+        let Ok(settled) = &answer else {
+            return answer;
+        };
+        if settled.order.status() != OrderStatus::Paid {
+            return answer;
+        }
+        let query = QueryRequest::new(TradeRef::out_trade_no(
+            settled.order.out_trade_no().as_str(),
+        ));
+        match self.gateway.query(&query).await {
+            Outcome::Success(trade) if trade.trade_status == TradeStatus::TradeClosed => {
+                let refunded = CancelResponse {
+                    trade_no: Some(trade.trade_no),
+                    out_trade_no: Some(trade.out_trade_no),
+                    retry_flag: false,
+                    action: CancelAction::Refund,
+                    gmt_refund_pay: None,
+                };
+                let order = settled.order.clone();
+                self.cancelled(&order, refunded, reason).await
+            }
+            _ => answer,
+        }
     }
 
     /// Whether we still hold the order as stored. A notification may have settled it since we
