@@ -133,7 +133,9 @@ def flatmap_path_parameters(context, path_parameters):
         known = [paid, pending]
     elif operation_id == "getRefund":
         # The seeded refund, or a generated refund number of the paid order (refund_not_found).
-        known = [{**paid, "out_request_no": SEED["refund"]}, {**path_parameters, **paid}]
+        # (Negative generation can leave the parameters out altogether: None.)
+        generated = path_parameters or {}
+        known = [{**paid, "out_request_no": SEED["refund"]}, {**generated, **paid}]
     else:
         known = []
     return st.sampled_from([path_parameters, *known])
