@@ -10,14 +10,19 @@ API_PORT ?= 8600
 SANDBOX_PORT ?= 8601
 MOTO_PORT ?= 8602
 
-.PHONY: help run demo test test-deps lint lint-template package fmt bench bench-stack bench-init clean-local
+.PHONY: help run demo test test-deps lint lint-template package fmt bench bench-stack bench-init chaos schemathesis fuzz fuzz-smoke model-check clean-local
 
 help:
 	@echo "make run    - start the local stack on 127.0.0.1 (merchant API :$(API_PORT), Alipay sandbox :$(SANDBOX_PORT), AWS emulator :$(MOTO_PORT))"
 	@echo "make demo   - a scripted tour of the stack started by 'make run' (in another shell): QR, expiry, barcode, duplicate, refund, reconciliation"
-	@echo "make test   - lint and run every test (unit, integration, doc)"
+	@echo "make test   - lint and run every test (unit, integration, doc, end-to-end, model check, schemathesis, chaos) and the fuzz smoke"
+	@echo "make schemathesis - the schema-driven API test of 'make test' (schemathesis against a local stack of its own) with $(SCHEMATHESIS_MAX_EXAMPLES) cases per operation and phase instead of 30"
 	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, bill parse-and-match (vs the parser alone), then bench-stack"
+	@echo "make chaos  - the fault run: CHAOS_PAYMENTS (default $(CHAOS_PAYMENTS)) payments of every kind against the local stack while the Alipay sandbox and the AWS emulator fail at random; every order must end as Alipay says, every event be published once, nothing be stuck; prints the counts"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
+	@echo "make fuzz   - every fuzz target (tests/fuzz, cargo-fuzz on nightly) for FUZZ_SECONDS each (default $(FUZZ_SECONDS)); FUZZ_TARGETS=... for some"
+	@echo "make fuzz-smoke - every fuzz target for $(FUZZ_SMOKE_SECONDS) s: they build, and their seeds and a short run find nothing"
+	@echo "make model-check - the order state machine model-checked: 10 000 generated interleavings of the real handlers against a model of Alipay (release mode; MODEL_CASES for more)"
 	@echo "make bench-init - cold starts: each function's release binary against a local Lambda Runtime API and the AWS emulator, init and first invocation next to a bare lambda_runtime hello-world in the same run"
 	@echo "make lint   - cargo fmt --check and clippy -D warnings"
 	@echo "make lint-template - template.yaml through the SAM translator and cfn-lint (sam validate --lint), offline, no AWS credentials"
@@ -46,6 +51,7 @@ test-deps:
 
 test: lint lint-template test-deps
 	$(CARGO) test --workspace --all-features --no-fail-fast
+	$(MAKE) fuzz-smoke
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -73,12 +79,48 @@ package:
 fmt:
 	$(CARGO) fmt --all
 
+# The schema-driven test of `make test` (tests/e2e/tests/schemathesis.rs: schemathesis against
+# a local stack of its own) with many more generated requests; its report is printed.
+SCHEMATHESIS_MAX_EXAMPLES ?= 1000
+schemathesis:
+	@./infra/scripts/test-deps.sh moto schemathesis
+	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) $(CARGO) test -p e2e-tests --test schemathesis -- --nocapture
+
+# The cargo-fuzz targets of tests/fuzz (libFuzzer, AddressSanitizer; the nightly toolchain,
+# cargo-fuzz installed by test-deps.sh), one after the other, each with its committed seeds
+# and what earlier runs found (.local/fuzz/corpus). A crash, timeout, leak or out-of-memory
+# fails the target, its input in tests/fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 10
+FUZZ_TARGETS ?=
+fuzz:
+	./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	FUZZ_DEV=1 ./tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+# The fault run of tests/chaos with a batch of CHAOS_PAYMENTS (`make test` runs 36);
+# CHAOS_SEED picks another draw.
+CHAOS_PAYMENTS ?= 240
+chaos:
+	@./infra/scripts/test-deps.sh moto
+	CHAOS_PAYMENTS=$(CHAOS_PAYMENTS) $(CARGO) test -p chaos-tests --test chaos -- --nocapture
+
 bench:
 	$(CARGO) bench -p alipay --all-features --bench rsa2
 	$(CARGO) bench -p alipay --bench notify_flood
 	$(CARGO) bench -p notify --bench notify_cpu
 	$(CARGO) bench -p reconcile --bench reconcile_match
 	$(MAKE) bench-stack
+
+# The order state machine model-checked (tests/model): MODEL_CASES generated scripts of
+# concurrent requests, notifications, expiries, crashes and Alipay's nondeterminism against the
+# real handlers, the invariants checked after every step. `make test` runs 256 of them in debug.
+# Seeded (PROPTEST_RNG_SEED to vary); a failure is shrunk and kept in
+# tests/model/tests/state_machine.proptest-regressions.
+MODEL_CASES ?= 10000
+model-check:
+	PROPTEST_CASES=$(MODEL_CASES) $(CARGO) test --release -p model-check --test state_machine -- --nocapture
 
 # QR creates through the stack of `make run` (8 clients) on an empty table and on 10 000
 # orders, each next to moto's raw conditional-PutItem rate measured in the same run; then

@@ -129,7 +129,43 @@ step_alipay_sdk_node() {
     say "alipay-sdk@$ALIPAY_SDK_NODE_VERSION (npm) installed ($NODE_DIR)"
 }
 
-STEPS=(moto chromium alipay_sdk alipay_sdk_node)
+# Schemathesis (pinned) for the schema-driven API test (tests/e2e/tests/schemathesis.rs,
+# `make schemathesis`), in a venv of its own, so that installing either never moves the other's
+# dependencies (werkzeug, requests, ...).
+SCHEMATHESIS_VENV="$LOCAL_DIR/schemathesis-venv"
+SCHEMATHESIS_VERSION=4.32.5
+step_schemathesis() {
+    local VENV="$SCHEMATHESIS_VENV"
+    ensure_venv
+    if venv_has schemathesis "$SCHEMATHESIS_VERSION" && [[ -x "$VENV/bin/schemathesis" ]]; then
+        say "schemathesis==$SCHEMATHESIS_VERSION already installed ($VENV/bin/schemathesis)"
+        return
+    fi
+    ensure_pip
+    say "installing schemathesis==$SCHEMATHESIS_VERSION into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$VENV/bin/schemathesis" --version >/dev/null || die "schemathesis installed but does not run"
+    say "schemathesis==$SCHEMATHESIS_VERSION installed ($VENV/bin/schemathesis)"
+}
+
+# cargo-fuzz (pinned) for the fuzz targets of tests/fuzz (`make fuzz`, `make fuzz-smoke`), built
+# from crates.io into .local/cargo-fuzz; running the targets also needs the nightly toolchain.
+CARGO_FUZZ_VERSION=0.13.1
+CARGO_FUZZ_ROOT="$LOCAL_DIR/cargo-fuzz"
+step_cargo_fuzz() {
+    local bin="$CARGO_FUZZ_ROOT/bin/cargo-fuzz"
+    if [[ -x "$bin" ]] && [[ "$("$bin" --version 2>/dev/null)" == "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+        say "cargo-fuzz $CARGO_FUZZ_VERSION already installed ($bin)"
+        return
+    fi
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION into $CARGO_FUZZ_ROOT (a few minutes the first time)"
+    cargo install --quiet --locked --root "$CARGO_FUZZ_ROOT" --version "$CARGO_FUZZ_VERSION" cargo-fuzz
+    [[ "$("$bin" --version 2>/dev/null)" == "cargo-fuzz $CARGO_FUZZ_VERSION" ]] ||
+        die "cargo-fuzz installed but $bin does not report version $CARGO_FUZZ_VERSION"
+    say "cargo-fuzz $CARGO_FUZZ_VERSION installed ($bin)"
+}
+
+STEPS=(moto chromium alipay_sdk alipay_sdk_node schemathesis cargo_fuzz)
 if (($# == 0)); then
     set -- "${STEPS[@]}"
 fi
