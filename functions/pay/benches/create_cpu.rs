@@ -58,17 +58,26 @@ fn cpu_time_of(who: UsageWho) -> (Duration, Duration) {
     }
 }
 
-/// Moves every thread of this process into the cgroup v1 folder `cgroup` (its `tasks` file
-/// takes one thread id per write); the emulator's and the sandbox's processes stay out.
+/// Moves every thread of this process but the proxy's into the cgroup v1 folder `cgroup` (its
+/// `tasks` file takes one thread id per write); the emulator's and the sandbox's processes stay
+/// out.
 fn join_cgroup(cgroup: &std::path::Path) -> TestResult {
     let tasks = cgroup.join("tasks");
     for thread in std::fs::read_dir("/proc/self/task")? {
-        let tid = thread?.file_name();
+        let thread = thread?;
+        let name = std::fs::read_to_string(thread.path().join("comm")).unwrap_or_default();
+        if name.trim_end() == PROXY_THREAD {
+            continue;
+        }
+        let tid = thread.file_name();
         std::fs::write(&tasks, tid.as_encoded_bytes())
             .map_err(|e| err(format!("joining {}: {e}", tasks.display())))?;
     }
     Ok(())
 }
+
+/// The name of the proxy's thread, which stays out of `CPU_CGROUP`.
+const PROXY_THREAD: &str = "emulator-proxy";
 
 /// The keep-alive proxy in front of the emulator, on a thread with a runtime of its own, so
 /// that its CPU time can be read apart from the handler's.
@@ -84,32 +93,34 @@ impl ProxyThread {
     fn start(upstream: String) -> TestResult<ProxyThread> {
         let (ready, started) = std::sync::mpsc::channel();
         let (requests, mut queries) = tokio::sync::mpsc::unbounded_channel::<ProxyQuery>();
-        std::thread::spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(e) => {
-                    let _ = ready.send(Err(e.to_string()));
-                    return;
-                }
-            };
-            runtime.block_on(async move {
-                match EmulatorProxy::start(&upstream, FaultPlan::none()).await {
-                    Ok(proxy) => {
-                        let _ = ready.send(Ok(proxy.endpoint()));
-                        // Until the bench drops its sender.
-                        while let Some(reply) = queries.recv().await {
-                            let _ = reply.send((thread_cpu_time(), proxy.connections()));
-                        }
-                    }
+        std::thread::Builder::new()
+            .name(PROXY_THREAD.to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
                     Err(e) => {
                         let _ = ready.send(Err(e.to_string()));
+                        return;
                     }
-                }
-            });
-        });
+                };
+                runtime.block_on(async move {
+                    match EmulatorProxy::start(&upstream, FaultPlan::none()).await {
+                        Ok(proxy) => {
+                            let _ = ready.send(Ok(proxy.endpoint()));
+                            // Until the bench drops its sender.
+                            while let Some(reply) = queries.recv().await {
+                                let _ = reply.send((thread_cpu_time(), proxy.connections()));
+                            }
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e.to_string()));
+                        }
+                    }
+                });
+            })?;
         let endpoint = started
             .recv()
             .map_err(|_| err("the proxy thread ended"))?
