@@ -88,12 +88,14 @@ fn event(method: &str, path: &str, query: &str, headers: Map<String, Value>, bod
     })
 }
 
-/// A path from `/` and a query that make a URI: what HTTP can carry in a request line, and
-/// what `lambda_http` can convert (it panics on a query `http::Uri` refuses, such as one with
-/// a raw `"`, before any code of the function runs; see tests/fuzz/README.md).
-fn request_target(path: &str, query: &str) -> bool {
+/// What API Gateway can deliver: a method (an empty one would be read as `GET`), a path from
+/// `/` and a query of what HTTP can carry in a request line, together a URI (`lambda_http`
+/// panics on a query `http::Uri` refuses, such as one with a raw `"`, before any code of the
+/// function runs; see tests/fuzz/README.md).
+fn deliverable(method: &str, path: &str, query: &str) -> bool {
     let visible = |text: &str| text.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
-    path.starts_with('/')
+    !method.is_empty()
+        && path.starts_with('/')
         && visible(path)
         && !path.contains('?')
         && visible(query)
@@ -158,7 +160,7 @@ fuzz_target!(|input: &[u8]| {
             headers.insert(name.to_owned(), Value::String(value.clone()));
         }
     }
-    if !request_target(&path, &query) {
+    if !deliverable(&method, &path, &query) {
         return;
     }
     // An event API Gateway could not send (a header value it would refuse) fails to convert.
