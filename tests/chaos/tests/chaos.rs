@@ -950,29 +950,13 @@ async fn consume_events(
     sqs: &aws_sdk_sqs::Client,
     expected: &BTreeMap<String, BTreeSet<String>>,
 ) -> TestResult<BTreeMap<String, Vec<Value>>> {
-    let queue = stack.events().queue_url().to_owned();
     let mut published: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut quiet_rounds = 0;
     loop {
-        let messages = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await?
-            .messages
-            .unwrap_or_default();
-        for message in &messages {
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(&queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-            let event: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+        let events = stack.events().take_published(sqs).await?;
+        let received = events.len();
+        for event in events {
             let no = event["out_trade_no"]
                 .as_str()
                 .unwrap_or_default()
@@ -988,7 +972,7 @@ async fn consume_events(
                 .collect();
             ids.iter().all(|id| seen.contains(id.as_str()))
         });
-        quiet_rounds = if complete && messages.is_empty() {
+        quiet_rounds = if complete && received == 0 {
             quiet_rounds + 1
         } else {
             0

@@ -69,30 +69,13 @@ async fn consume_events(
     expected: &BTreeMap<String, usize>,
 ) -> TestResult<BTreeMap<String, Vec<Value>>> {
     let sqs = aws_adapters::aws_sdk_sqs::Client::new(&stack.aws_sdk_config());
-    let queue = stack.events().queue_url().to_owned();
     let mut published: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut quiet_rounds = 0;
     loop {
-        let messages = sqs
-            .receive_message()
-            .queue_url(&queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await?
-            .messages
-            .unwrap_or_default();
-        for message in &messages {
-            // A FIFO group delivers its next message once this one is deleted.
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message()
-                    .queue_url(&queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-            let event: Value = serde_json::from_str(message.body().unwrap_or_default())?;
+        let events = stack.events().take_published(&sqs).await?;
+        let received = events.len();
+        for event in events {
             let no = event["out_trade_no"]
                 .as_str()
                 .unwrap_or_default()
@@ -102,7 +85,7 @@ async fn consume_events(
         let complete = expected
             .iter()
             .all(|(no, n)| published.get(no).map_or(0, Vec::len) >= *n);
-        if complete && messages.is_empty() {
+        if complete && received == 0 {
             quiet_rounds += 1;
             if quiet_rounds >= 2 {
                 return Ok(published);

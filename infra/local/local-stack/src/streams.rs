@@ -162,6 +162,35 @@ impl EventsPublisher {
         &self.queue_url
     }
 
+    /// What the events queue holds now (one receive, waiting up to 1 s, at most 10 messages),
+    /// each message deleted so that its FIFO group delivers the next: for a test or tool that
+    /// owns the stack and reads the business events as a subscriber would.
+    pub async fn take_published(&self, sqs: &aws_sdk_sqs::Client) -> Result<Vec<Value>, Error> {
+        let messages = sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .map_err(|e| format!("moto: receiving business events: {e}"))?
+            .messages
+            .unwrap_or_default();
+        let mut events = Vec::with_capacity(messages.len());
+        for message in &messages {
+            if let Some(handle) = message.receipt_handle() {
+                sqs.delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| format!("moto: deleting a business event: {e}"))?;
+            }
+            events.push(serde_json::from_str(message.body().unwrap_or_default())?);
+        }
+        Ok(events)
+    }
+
     /// The failure queue's URL: it receives one on-failure record (Lambda's invocation record
     /// for a DynamoDB stream, naming the record's shard and sequence number) per stream record
     /// the poller gave up on after [`MAXIMUM_RETRY_ATTEMPTS`] retries.
