@@ -342,7 +342,10 @@ fn view_of(order: &Order, notification: &TradeNotification) -> AlipayView {
     }
     match notification.trade_status {
         TradeStatus::WaitBuyerPay => AlipayView::Waiting { trade_no },
-        _ => AlipayView::Closed { trade_no },
+        _ => AlipayView::Closed {
+            trade_no,
+            source: FactSource::Notification,
+        },
     }
 }
 

@@ -342,6 +342,64 @@ async fn a_refund_nobody_here_asked_for_is_an_anomaly_and_late_notifications_cha
     Ok(())
 }
 
+/// A barcode order paid here whose trade Alipay then reports closed with the whole amount
+/// refunded: the cancel sent while the payment was unclear refunded it (its answer was lost,
+/// and the payment's late notification made the order PAID). The order follows the money.
+#[tokio::test]
+async fn a_cancel_s_refund_notified_after_the_payment_leaves_the_barcode_order_refunded()
+-> TestResult {
+    let s = Stack::start().await?;
+    let code = auth_code("00", 0);
+    let no = s
+        .create(json!({
+            "out_trade_no": out_trade_no(), "amount_fen": 2422,
+            "subject": "tea", "scene": "barcode", "auth_code": code,
+        }))
+        .await?;
+    let order = s.wait_for(&no, OrderStatus::Paid).await?;
+    // The sandbox's own payment notification, already known from the pay answer.
+    s.wait_for_deliveries(&no, 1).await?;
+    let trade_no = order
+        .alipay_trade_no()
+        .ok_or_else(|| err("no trade_no"))?
+        .to_owned();
+    let mut cancelled = s.fields(&order, &trade_no, "TRADE_CLOSED");
+    cancelled.insert("refund_fee".into(), "24.22".into());
+    cancelled.insert("gmt_refund".into(), "2024-01-01 12:00:00".into());
+    cancelled.insert("out_biz_no".into(), no.clone());
+    let cancelled = s.sign(&cancelled, &s.alipay_key, encoding_rs::UTF_8)?;
+    for _ in 0..2 {
+        assert_eq!(s.post(&cancelled).await?, (200, "success".to_owned()));
+    }
+
+    let refunded = s.order(&no).await?;
+    assert_eq!(refunded.status(), OrderStatus::Refunded);
+    assert_eq!(refunded.refunded_fen(), 2422);
+    let verdicts: Vec<Verdict> = s.kept(&no).await?.iter().map(|k| k.verdict).collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            Verdict::AlreadyKnown,
+            Verdict::Applied,
+            Verdict::AlreadyKnown
+        ]
+    );
+    assert_eq!(
+        kinds(&s.anomalies(&no).await?),
+        vec![AnomalyKind::RefundedByCancel]
+    );
+    let events = s.events(&no).await?;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, EventKind::RefundedByCancel { .. }))
+            .count(),
+        1,
+        "{events:?}"
+    );
+    Ok(())
+}
+
 /// A refund whose answer was lost (its request left it PENDING) is settled by Alipay's refund
 /// notification; the notification of a refund settled by its own answer changes nothing.
 #[tokio::test]

@@ -26,7 +26,6 @@ use crate::validation::AuthCode;
 use crate::{CreateError, Created, Next, Payments, says_trade_exists};
 use alipay::api::{CancelAction, CancelRequest, CancelResponse, PayRequest, PayResponse};
 use alipay::api::{QueryRequest, TradeRef};
-use alipay::notify::TradeStatus;
 use alipay::outcome::{Outcome, Rejection};
 use chrono::{DateTime, Utc};
 use domain::anomaly::{AlipayFacts, FactSource};
@@ -280,7 +279,7 @@ where
             order = match self.fence(&order, wait).await? {
                 Next::Go(order) => order,
                 Next::Stop(answer) if maybe_sent => {
-                    return self.after_lost_cancel(answer, reason).await;
+                    return self.after_lost_cancel(answer).await;
                 }
                 Next::Stop(answer) => return answer,
             };
@@ -291,7 +290,7 @@ where
             order = match self.still_held(&order).await? {
                 Next::Go(order) => order,
                 Next::Stop(answer) if maybe_sent => {
-                    return self.after_lost_cancel(answer, reason).await;
+                    return self.after_lost_cancel(answer).await;
                 }
                 Next::Stop(answer) => return answer,
             };
@@ -343,14 +342,13 @@ where
         self.leave_pending(order, CANCEL_OUTCOME_UNKNOWN).await
     }
 
-    /// Someone else settled the order after a cancel of ours whose outcome is unknown. If the
-    /// trade is closed at Alipay while the order is PAID here, that cancel refunded the buyer:
-    /// recorded as a completed cancel (a fact about money, written whoever holds the order).
-    /// Only a query is sent: we no longer hold the order.
+    /// Someone else settled the order after a cancel of ours whose outcome is unknown. If it
+    /// is PAID here, Alipay is asked: a trade closed there means that cancel refunded the
+    /// buyer, which [`converge`] records (a fact about money, written whoever holds the
+    /// order). Only a query is sent: we no longer hold the order.
     async fn after_lost_cancel(
         &self,
         answer: Result<Created, CreateError>,
-        reason: &'static str,
     ) -> Result<Created, CreateError> {
         let Ok(settled) = &answer else {
             return answer;
@@ -358,23 +356,15 @@ where
         if settled.order.status() != OrderStatus::Paid {
             return answer;
         }
-        let query = QueryRequest::new(TradeRef::out_trade_no(
-            settled.order.out_trade_no().as_str(),
-        ));
-        match self.gateway.query(&query).await {
-            Outcome::Success(trade) if trade.trade_status == TradeStatus::TradeClosed => {
-                let refunded = CancelResponse {
-                    trade_no: Some(trade.trade_no),
-                    out_trade_no: Some(trade.out_trade_no),
-                    retry_flag: false,
-                    action: CancelAction::Refund,
-                    gmt_refund_pay: None,
-                };
-                let order = settled.order.clone();
-                self.cancelled(&order, refunded, reason).await
-            }
-            _ => answer,
-        }
+        let converged = converge(
+            &self.store,
+            &self.gateway,
+            &self.clock,
+            &settled.order,
+            Actor::Observer,
+        )
+        .await?;
+        Ok(Created::new(converged.order))
     }
 
     /// Whether we still hold the order as stored. A notification may have settled it since we

@@ -4,9 +4,14 @@
 
 mod common;
 
+use alipay::api::{CancelAction, CancelRequest, TradeRef};
+use alipay::outcome::Outcome;
 use common::*;
 use domain::OutTradeNo;
+use domain::anomaly::AnomalyKind;
+use domain::order::OrderStatus;
 use domain::order::{Buyer, NewOrder, Order, PaymentSource};
+use domain::ports::PaymentGateway;
 use domain::ports::{Applied, Claim, OrderStore};
 use domain::{OrderAmount, Scene};
 use serde_json::{Value, json};
@@ -316,6 +321,53 @@ async fn a_definitive_refusal_fails_the_refund_and_releases_its_amount() -> Test
         "{ok}"
     );
     assert_eq!(pay.alipay.count("refund"), 2);
+    Ok(())
+}
+
+/// A cancel refunded the buyer but its answer never came back (the order stayed PAID here):
+/// Alipay refuses the refund because the trade is closed, and the order is brought in line
+/// with Alipay by asking for the trade: REFUNDED, with the anomaly that explains it.
+#[tokio::test]
+async fn a_refund_refused_because_a_lost_cancel_closed_the_trade_learns_the_trade_s_state()
+-> TestResult {
+    let env = Env::start().await?;
+    let pay = pay_api(&env).await?;
+    let no = paid_order(&pay, &env).await?;
+    let cancelled = pay
+        .alipay
+        .cancel(&CancelRequest::new(TradeRef::out_trade_no(&no)))
+        .await;
+    assert!(
+        matches!(&cancelled, Outcome::Success(c) if c.action == CancelAction::Refund),
+        "{cancelled:?}"
+    );
+    assert_eq!(stored(&pay, &no).await?.status(), OrderStatus::Paid);
+
+    let (status, failed, _) = refund(&pay, &env, &no, &refund_body("R1", 100)).await;
+    assert_eq!(status, 201, "{failed}");
+    assert_eq!(failed["status"], "FAILED");
+    assert_eq!(failed["failure"]["code"], "ACQ.TRADE_STATUS_ERROR");
+    assert_eq!(failed["order_status"], "REFUNDED", "{failed}");
+    let order = stored(&pay, &no).await?;
+    assert_eq!(
+        (order.status(), order.refunded_fen(), order.refundable_fen()),
+        (OrderStatus::Refunded, PAID_FEN, 0)
+    );
+    let kinds: Vec<AnomalyKind> = pay
+        .orders
+        .anomalies_of_order(&OutTradeNo::parse(&no)?)
+        .await?
+        .iter()
+        .map(|a| a.latest.kind)
+        .collect();
+    assert_eq!(kinds, vec![AnomalyKind::RefundedByCancel]);
+    // Nothing is left to refund: refused here, nothing sent.
+    let (status, error, _) = refund(&pay, &env, &no, &refund_body("R2", 1)).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (409, Some("order_refunded"))
+    );
+    assert_eq!(pay.alipay.count("refund"), 1);
     Ok(())
 }
 

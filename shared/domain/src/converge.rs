@@ -11,6 +11,7 @@
 //! returned (`ALL_OLD`), never given up and never retried blindly: the winner's write may
 //! have made ours unnecessary, illegal, or still right.
 
+use crate::Scene;
 use crate::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use crate::order::{Buyer, Order, OrderStatus, PaymentSource, Transition};
 use crate::ports::{Applied, Clock, OrderStore, PaymentGateway, StoreError};
@@ -48,8 +49,11 @@ pub enum AlipayView {
     },
     /// `WAIT_BUYER_PAY`: the trade exists, the buyer has not paid (yet).
     Waiting { trade_no: String },
-    /// `TRADE_CLOSED`.
-    Closed { trade_no: String },
+    /// `TRADE_CLOSED`: never paid, or paid and then refunded in full.
+    Closed {
+        trade_no: String,
+        source: FactSource,
+    },
     /// `ACQ.TRADE_NOT_EXIST`: Alipay has no trade (an unscanned QR code, or a request that
     /// never arrived).
     NotExist,
@@ -205,6 +209,7 @@ pub fn read_query(order: &Order, outcome: Outcome<QueryResponse>) -> AlipayView 
         },
         _ => AlipayView::Closed {
             trade_no: trade.trade_no,
+            source: FactSource::Query,
         },
     }
 }
@@ -282,6 +287,12 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
     }
     if order.status().is_final() {
         return match (view, order.status()) {
+            (AlipayView::Closed { trade_no, source }, _) => {
+                let mut facts = AlipayFacts::from(*source);
+                facts.trade_no = Some(trade_no.clone());
+                facts.trade_status = Some(TradeStatus::TradeClosed.as_str().to_owned());
+                plan_closed_after_payment(order, facts, now)
+            }
             (
                 AlipayView::Paid {
                     trade_no, source, ..
@@ -346,6 +357,55 @@ pub fn plan(order: &Order, view: &AlipayView, now: DateTime<Utc>, actor: Actor<'
         _ => return Plan::nothing(),
     };
     Plan::transition(transition.ok())
+}
+
+/// What Alipay closing the trade of an order paid here means (`TRADE_CLOSED` after a payment:
+/// the rest of the amount went back to the buyer). With a refund of ours in flight, its own
+/// flow settles it. Otherwise nothing here refunded it: for a barcode order the one refund
+/// this system makes without a refund record is a cancel's, sent while the payment was unclear
+/// and whose answer was lost, so a PAID barcode order becomes REFUNDED with a
+/// `refunded_by_cancel` anomaly (the money is back with the buyer, whoever sent it); any other
+/// order keeps its state with an `unrequested_refund` anomaly. A witness's write: money facts.
+pub fn plan_closed_after_payment(order: &Order, facts: AlipayFacts, now: DateTime<Utc>) -> Plan {
+    if !order.status().is_refundable() || order.reserved_fen() > 0 {
+        return Plan::nothing();
+    }
+    let mut facts = facts;
+    facts.out_trade_no = Some(order.out_trade_no().to_string());
+    facts.total_amount_fen = Some(order.amount().fen().get());
+    let by_cancel = order.status() == OrderStatus::Paid && order.scene() == Scene::Barcode;
+    if by_cancel {
+        facts.refund_fen = Some(order.amount().fen().get());
+        let trade_no = facts.trade_no.clone();
+        let mismatch = Mismatch {
+            kind: AnomalyKind::RefundedByCancel,
+            facts,
+            detail: "Alipay reports the paid trade closed (refunded in full) and no refund here \
+                     accounts for it: the cancel sent while the payment was unclear refunded it"
+                .to_owned(),
+        };
+        let transition = order.refunded_by_cancel(trade_no, now).ok();
+        let mut anomaly = anomaly(order, mismatch, now);
+        if let Some(transition) = &transition {
+            anomaly.order_status = Some(transition.next.status());
+        }
+        return Plan {
+            transition,
+            anomaly: Some(anomaly),
+        };
+    }
+    let refunded = alipay::Fen::new(order.refunded_fen()).to_yuan();
+    let mismatch = Mismatch {
+        kind: AnomalyKind::UnrequestedRefund,
+        facts,
+        detail: format!(
+            "Alipay reports the paid trade closed (refunded in full); refunds here account for {refunded}"
+        ),
+    };
+    Plan {
+        transition: None,
+        anomaly: Some(anomaly(order, mismatch, now)),
+    }
 }
 
 /// What a completed `alipay.trade.cancel` means for the order as stored now: closed, or (the
@@ -648,6 +708,91 @@ mod tests {
         assert_eq!(m.kind, AnomalyKind::TradeNoMismatch);
     }
 
+    fn paid(scene: Scene) -> Order {
+        let new = NewOrder {
+            out_trade_no: OutTradeNo::parse("T1").unwrap(),
+            amount: OrderAmount::from_fen(100).unwrap(),
+            subject: "coffee".into(),
+            scene,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "h".into(),
+            expires_at: at(900),
+        };
+        Order::claim(new, at(0), Duration::seconds(30))
+            .0
+            .paid(
+                "2024".into(),
+                at(1),
+                PaymentSource::Query,
+                Buyer::default(),
+                at(1),
+            )
+            .unwrap()
+            .next
+    }
+
+    #[test]
+    fn a_paid_barcode_trade_closed_at_alipay_was_refunded_by_the_cancel() {
+        let closed = AlipayView::Closed {
+            trade_no: "2024".into(),
+            source: FactSource::Query,
+        };
+        for actor in [Actor::Observer, Actor::Witness] {
+            let plan = plan(&paid(Scene::Barcode), &closed, at(5), actor);
+            let next = plan.transition.unwrap().next;
+            assert_eq!(next.status(), OrderStatus::Refunded);
+            assert_eq!(next.refunded_fen(), 100);
+            let anomaly = plan.anomaly.unwrap();
+            assert_eq!(anomaly.kind, AnomalyKind::RefundedByCancel);
+            assert_eq!(anomaly.order_status, Some(OrderStatus::Refunded));
+            assert_eq!(anomaly.facts.trade_status.as_deref(), Some("TRADE_CLOSED"));
+            assert_eq!(anomaly.facts.source, Some(FactSource::Query));
+            // Once refunded, the same answer says nothing new.
+            assert_eq!(super::plan(&next, &closed, at(6), actor), Plan::nothing());
+        }
+    }
+
+    #[test]
+    fn a_paid_qr_trade_closed_at_alipay_is_a_refund_nobody_here_asked_for() {
+        let closed = AlipayView::Closed {
+            trade_no: "2024".into(),
+            source: FactSource::Notification,
+        };
+        let plan = plan(&paid(Scene::Qr), &closed, at(5), Actor::Witness);
+        assert_eq!(plan.transition, None);
+        let anomaly = plan.anomaly.unwrap();
+        assert_eq!(anomaly.kind, AnomalyKind::UnrequestedRefund);
+        assert_eq!(anomaly.order_status, Some(OrderStatus::Paid));
+    }
+
+    #[test]
+    fn a_trade_closed_while_a_refund_is_in_flight_is_left_to_the_refund() {
+        let order = paid(Scene::Barcode);
+        let refund = crate::order::NewRefund {
+            out_request_no: crate::OutRequestNo::parse("R1").unwrap(),
+            amount_fen: 100,
+            reason: None,
+            store_id: None,
+            operator_id: None,
+            terminal_id: None,
+            request_hash: "r".into(),
+        };
+        let refunding = order
+            .claim_refund(refund, at(2), Duration::seconds(30))
+            .unwrap()
+            .next;
+        let closed = AlipayView::Closed {
+            trade_no: "2024".into(),
+            source: FactSource::Query,
+        };
+        assert_eq!(
+            plan(&refunding, &closed, at(5), Actor::Witness),
+            Plan::nothing()
+        );
+    }
+
     #[test]
     fn a_payment_for_a_closed_or_failed_order_is_an_anomaly_not_a_transition() {
         let closed = order().closed("expired", at(1)).unwrap().next;
@@ -755,6 +900,7 @@ mod tests {
             &pending,
             &AlipayView::Closed {
                 trade_no: "2024".into(),
+                source: FactSource::Query,
             },
             at(33),
         )

@@ -12,7 +12,9 @@
 //!    Alipay has no such refund (yet), so the identical request is sent again. A verified
 //!    business refusal (`ACQ.TRADE_STATUS_ERROR`, `ACQ.REASON_TRADE_REFUND_FEE_ERR`,
 //!    `ACQ.DISCORDANT_REPEAT_REQUEST`, `ACQ.SELLER_BALANCE_NOT_ENOUGH`, …) is a FAILED refund
-//!    with Alipay's `sub_code`, and releases the reservation.
+//!    with Alipay's `sub_code`, and releases the reservation. `ACQ.TRADE_STATUS_ERROR` also
+//!    means the trade is not refundable there although it is here (a cancel closed it, or it
+//!    was refunded elsewhere): the trade is queried and what it says recorded.
 //! 4. Still unknown after the attempts: the lease is released and the refund stays PENDING
 //!    with its reservation, to be finished by an identical retry of the request, by the
 //!    scheduled re-check (which repeats until the refund settles), or by a notification;
@@ -23,8 +25,8 @@
 
 use crate::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use crate::converge::{
-    Mismatch, Plan, Settled, anomaly, apply_planned, check_trade, describe_rejection,
-    describe_unknown,
+    Actor, Mismatch, Plan, Settled, anomaly, apply_planned, check_trade, converge,
+    describe_rejection, describe_unknown, plan_closed_after_payment,
 };
 use crate::fence::{Fenced, LeasePolicy, apply_as_holder, cover};
 use crate::notification::RefundNotice;
@@ -37,9 +39,13 @@ use crate::ports::{
 use crate::{OutRequestNo, OutTradeNo};
 use alipay::Fen;
 use alipay::api::{RefundQueryRequest, RefundRequest, RefundResponse, RefundStatus, TradeRef};
+use alipay::notify::TradeStatus;
 use alipay::outcome::{Outcome, Rejection};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
+
+/// Alipay's refusal of a refund because the trade is not in a refundable state.
+const TRADE_STATUS_ERROR: &str = "ACQ.TRADE_STATUS_ERROR";
 
 /// The knobs of the refund flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,9 +317,24 @@ where
                 }
                 Sent::Refused(failure) => {
                     tracing::info!(out_request_no = %no, sub_code = failure.code, "Alipay refused the refund");
-                    return self
+                    let trade_not_refundable = failure.code == TRADE_STATUS_ERROR;
+                    let settled = self
                         .settle(&held, no, Fact::Failed(failure), replayed)
-                        .await;
+                        .await?;
+                    if !trade_not_refundable {
+                        return Ok(settled);
+                    }
+                    // The trade is not refundable at Alipay although it is here (closed by a
+                    // cancel, or refunded elsewhere): ask what it is, and record it.
+                    let converged = converge(
+                        self.store,
+                        self.gateway,
+                        self.clock,
+                        &settled.order,
+                        Actor::Observer,
+                    )
+                    .await?;
+                    return Ok(self.lost(converged.order, no, replayed));
                 }
                 Sent::AlreadyKnown => ask_first = true,
                 Sent::Unknown(detail) => {
@@ -772,6 +793,13 @@ pub fn plan_refund_notice(
         ));
     }
     let accounted = order.refunded_fen() + order.reserved_fen();
+    if notice.refund_fee_fen > accounted && notice.trade_status == TradeStatus::TradeClosed.as_str()
+    {
+        // Closed there, refunded in full: a refund in flight here learns the trade's state
+        // from its own answer (it settles, or is refused and asks); otherwise the order is
+        // brought in line now.
+        return plan_closed_after_payment(order, facts, now);
+    }
     if notice.refund_fee_fen > accounted {
         return contradiction(format!(
             "Alipay notified a refunded total of {}, refunds here account for {}",
@@ -944,6 +972,69 @@ mod tests {
         );
         // Nobody here asked for more.
         let plan = plan_refund_notice(&next, &notice(50, Some("portal_1")), None, at(6));
+        assert!(plan.transition.is_none());
+        assert!(matches!(
+            plan.anomaly,
+            Some(Anomaly {
+                kind: AnomalyKind::UnrequestedRefund,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_closed_trade_notified_with_the_whole_amount_refunded_settles_a_paid_barcode_order() {
+        let paid = |scene| {
+            let new = NewOrder {
+                out_trade_no: OutTradeNo::parse("T1").unwrap_or_else(|e| unreachable!("{e}")),
+                amount: OrderAmount::from_fen(100).unwrap_or_else(|_| unreachable!()),
+                subject: "tea".into(),
+                scene,
+                store_id: None,
+                operator_id: None,
+                terminal_id: None,
+                request_hash: "h".into(),
+                expires_at: at(900),
+            };
+            Order::claim(new, at(0), chrono::Duration::seconds(15))
+                .0
+                .paid(
+                    "2024T1".into(),
+                    at(1),
+                    PaymentSource::Query,
+                    Buyer::default(),
+                    at(1),
+                )
+                .unwrap_or_else(|e| unreachable!("{e}"))
+                .next
+        };
+        // The cancel's refund, as Alipay notifies it: the trade closed, all of it refunded.
+        let notice = RefundNotice {
+            refund_fee_fen: 100,
+            gmt_refund: Some("2023-11-15 06:13:25".into()),
+            out_biz_no: Some("T1".into()),
+            trade_status: "TRADE_CLOSED".into(),
+        };
+        let plan = plan_refund_notice(&paid(Scene::Barcode), &notice, Some("2024T1"), at(4));
+        let next = plan
+            .transition
+            .map(|t| t.next)
+            .unwrap_or_else(|| unreachable!());
+        assert_eq!(next.status(), OrderStatus::Refunded);
+        assert!(matches!(
+            plan.anomaly,
+            Some(Anomaly {
+                kind: AnomalyKind::RefundedByCancel,
+                ..
+            })
+        ));
+        // Delivered again: already known.
+        assert_eq!(
+            plan_refund_notice(&next, &notice, Some("2024T1"), at(5)),
+            Plan::nothing()
+        );
+        // A QR order is never cancelled: a refund nobody here asked for, the order unchanged.
+        let plan = plan_refund_notice(&paid(Scene::Qr), &notice, Some("2024T1"), at(4));
         assert!(plan.transition.is_none());
         assert!(matches!(
             plan.anomaly,

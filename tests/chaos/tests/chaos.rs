@@ -1128,9 +1128,7 @@ fn agree(
         let justified = match *kind {
             "paid_after_close" => paid > 0 && matches!(status, "CLOSED" | "FAILED"),
             "refunded_by_cancel" => by_cancel,
-            // Refunded at Alipay with no refund here: Alipay may notify a cancel's refund
-            // before the canceller has recorded it, which is then seen as unrequested.
-            "unrequested_refund" => by_cancel || theirs.keys().any(|n| !succeeded.contains_key(n)),
+            "unrequested_refund" => theirs.keys().any(|n| !succeeded.contains_key(n)),
             _ => false,
         };
         if !justified {
