@@ -17,6 +17,8 @@
 //! - [`bills`]: where daily bills are stored for reconciliation.
 //! - [`business_event`]: the events other systems subscribe to, published from the audit
 //!   events (the outbox), and the port they are sent through.
+//! - [`console`]: what the operator console reads (a day's orders page by page, an order's
+//!   history, anomalies by status).
 //! - `memory` (feature `memory`, for tests): in-memory adapters of the ports with the AWS
 //!   adapters' semantics.
 
@@ -25,6 +27,7 @@ pub mod anomaly;
 pub mod auth;
 pub mod bills;
 pub mod business_event;
+pub mod console;
 pub mod converge;
 pub mod fence;
 #[cfg(feature = "memory")]

@@ -48,6 +48,16 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    pub const ALL: [OrderStatus; 7] = [
+        OrderStatus::Creating,
+        OrderStatus::Pending,
+        OrderStatus::Paid,
+        OrderStatus::Closed,
+        OrderStatus::Failed,
+        OrderStatus::PartiallyRefunded,
+        OrderStatus::Refunded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Creating => "CREATING",

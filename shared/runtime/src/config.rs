@@ -46,6 +46,8 @@ pub enum Function {
     BillFetch,
     /// Configured by [`ReconcileConfig`]: the table and the bill bucket, no Alipay.
     Reconcile,
+    /// Configured by [`AdminConfig`]: the operator console's API, the table only.
+    Admin,
 }
 
 impl Function {
@@ -57,6 +59,7 @@ impl Function {
             Function::Notify => "notify",
             Function::BillFetch => "bill-fetch",
             Function::Reconcile => "reconcile",
+            Function::Admin => "admin",
         }
     }
 
@@ -73,7 +76,7 @@ impl Function {
     fn default_timeout(self) -> Duration {
         match self {
             Function::Pay | Function::TimeoutClose => Duration::from_secs(60),
-            Function::Query | Function::Notify => Duration::from_secs(10),
+            Function::Query | Function::Notify | Function::Admin => Duration::from_secs(10),
             Function::BillFetch => Duration::from_secs(120),
             Function::Reconcile => Duration::from_secs(300),
         }
@@ -232,6 +235,23 @@ impl ReconcileConfig {
     }
 }
 
+/// The admin function's configuration: the orders table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub orders_table: String,
+}
+
+impl AdminConfig {
+    pub fn from_env() -> Result<AdminConfig, ConfigError> {
+        let env = Env {
+            lookup: &|name| std::env::var(name).ok(),
+        };
+        Ok(AdminConfig {
+            orders_table: env.required("ORDERS_TABLE")?,
+        })
+    }
+}
+
 /// Reads variables through `lookup` (the process environment in production).
 struct Env<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
@@ -334,7 +354,11 @@ impl Config {
             .unwrap_or_else(|| orders_table.clone());
         let expiry_queue_url = match function {
             Function::Pay | Function::TimeoutClose => Some(env.url("EXPIRY_QUEUE_URL")?),
-            Function::Query | Function::Notify | Function::BillFetch | Function::Reconcile => None,
+            Function::Query
+            | Function::Notify
+            | Function::BillFetch
+            | Function::Reconcile
+            | Function::Admin => None,
         };
         let notify_url = match function {
             Function::Pay => Some(env.url("ALIPAY_NOTIFY_URL")?),
@@ -342,7 +366,8 @@ impl Config {
             | Function::TimeoutClose
             | Function::Notify
             | Function::BillFetch
-            | Function::Reconcile => env.optional("ALIPAY_NOTIFY_URL"),
+            | Function::Reconcile
+            | Function::Admin => env.optional("ALIPAY_NOTIFY_URL"),
         };
         let alipay = AlipaySettings {
             app_id: env.required("ALIPAY_APP_ID")?,

@@ -23,7 +23,7 @@ pub mod view;
 pub mod wiring;
 
 pub use clock::SystemClock;
-pub use config::{Config, ConfigError, Function, NotifyConfig, ReconcileConfig};
+pub use config::{AdminConfig, Config, ConfigError, Function, NotifyConfig, ReconcileConfig};
 pub use error::{ApiError, codes};
 pub use key_ring::KeyRing;
 pub use view::{OrderView, RefundView};

@@ -34,7 +34,7 @@ pub fn unattributed_pk(day: NaiveDate) -> String {
     format!("UNATTRIBUTED#{}", day.format("%Y-%m-%d"))
 }
 
-fn status_pk(status: AnomalyStatus) -> String {
+pub(crate) fn status_pk(status: AnomalyStatus) -> String {
     match status {
         AnomalyStatus::Open => OPEN_KEY.to_owned(),
         AnomalyStatus::Resolved => "ANOMALY#RESOLVED".to_owned(),
@@ -125,7 +125,7 @@ pub(crate) fn anomaly_upsert(table: &str, anomaly: &Anomaly) -> Result<AnomalyUp
     })
 }
 
-fn decode(item: Item) -> Result<AnomalyRecord, StoreError> {
+pub(crate) fn decode(item: Item) -> Result<AnomalyRecord, StoreError> {
     let key = match (item.get(PK), item.get(SK)) {
         (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => format!("{pk} {sk}"),
         _ => String::from("(no key)"),

@@ -14,6 +14,7 @@
 //! images) feeds the business event publisher. See [`schema`].
 
 pub mod anomalies;
+pub mod console;
 pub mod nonces;
 pub mod notifications;
 pub mod orders;

@@ -122,7 +122,7 @@ fn event_item(event: &OrderEvent, order: &Order) -> Result<Item, StoreError> {
     Ok(item)
 }
 
-fn decode_order(item: Item) -> Result<Order, StoreError> {
+pub(crate) fn decode_order(item: Item) -> Result<Order, StoreError> {
     let pk = match item.get(PK) {
         Some(AttributeValue::S(pk)) => pk.clone(),
         _ => String::from("(no pk)"),
@@ -130,7 +130,7 @@ fn decode_order(item: Item) -> Result<Order, StoreError> {
     from_item(item).map_err(|e| StoreError::Corrupt(format!("order item {pk}: {e}")))
 }
 
-fn decode_event(item: Item) -> Result<OrderEvent, StoreError> {
+pub(crate) fn decode_event(item: Item) -> Result<OrderEvent, StoreError> {
     let key = match (item.get(PK), item.get(SK)) {
         (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => format!("{pk} {sk}"),
         _ => String::from("(no key)"),

@@ -1,0 +1,26 @@
+//! Wires the orders table once, then serves the console's API.
+
+use admin::AdminApi;
+use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb};
+use f2f_runtime::{AdminConfig, Function, telemetry};
+use std::sync::Arc;
+
+// A sandbox handles one event at a time on a share of a vCPU: one thread spares the
+// cross-thread wake-ups (see the pay function).
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_tracing();
+    let config = AdminConfig::from_env().inspect_err(|error| {
+        tracing::error!(%error, "invalid configuration");
+    })?;
+    telemetry::init_metrics(Function::Admin)?;
+    let sdk = aws_adapters::aws_config().await;
+    let api = Arc::new(AdminApi {
+        store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table),
+    });
+    tracing::info!("admin function ready");
+    f2f_runtime::serve(api, |api, request| {
+        Box::pin(async move { api.handle(request).await })
+    })
+    .await
+}
