@@ -5,45 +5,109 @@
 //! | `GET /admin/orders?date=YYYY-MM-DD[&status=][&store_id=][&cursor=][&limit=]` | a page of the day's orders, newest first, and `next_cursor` |
 //! | `GET /admin/orders/{out_trade_no}` | the order, its audit trail (every transition) and its anomalies |
 //! | `GET /admin/anomalies[?status=open\|resolved][&kind=][&cursor=][&limit=]` | a page of anomaly records |
+//! | `POST /admin/anomalies/{id}/resolve` `{"note","action"}` (operators only) | the resolved record ([`crate::resolve`]) |
+//! | `GET /admin/reports/{date}` | the day's reconciliation report: summary, discrepancies, or why the bill was refused |
 //!
-//! Errors: `400 invalid_field` / `unknown_field` (with `field`), `401 unauthenticated`,
-//! `403 forbidden`, `404 order_not_found` / `not_found`, `405 method_not_allowed`,
-//! `503 store_unavailable`.
+//! Errors: `400 invalid_json` / `invalid_field` / `missing_field` / `unknown_field` (with
+//! `field`), `401 unauthenticated`, `403 forbidden`, `404 order_not_found` /
+//! `anomaly_not_found` / `report_not_found` / `not_found`, `405 method_not_allowed`, `409`
+//! (`anomaly_resolved`, `order_state`, `order_busy`, `anomaly_without_trade`), `503
+//! store_unavailable` / `scheduler_unavailable` / `reports_unavailable`.
 
-use crate::staff::{Role, staff};
+use crate::resolve::{ResolveError, ResolveRequest, resolve};
+use crate::staff::{Role, Staff, staff};
 use chrono::NaiveDate;
+use domain::anomaly::ResolutionAction;
 use domain::anomaly::{AnomalyKind, AnomalyRecord, AnomalyStatus};
+use domain::bills::{discrepancies_key, rejected_key, summary_key};
+use domain::console::AnomalyDesk;
 use domain::console::{AnomalyFilter, ConsoleReads, OrderFilter, PageCursor, ReadError};
+use domain::order::Order;
 use domain::order::OrderEvent;
+use domain::ports::{Clock, ExpiryScheduler, ObjectStore, OrderStore};
 use domain::{OrderStatus, OutTradeNo};
 use f2f_runtime::telemetry::{observe, record_out_trade_no};
 use f2f_runtime::{ApiError, Function, OrderView, codes};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use percent_encoding::percent_decode_str;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 const ORDERS: &str = "/admin/orders";
 const ANOMALIES: &str = "/admin/anomalies";
+const REPORTS: &str = "/admin/reports";
+/// The longest note an operator may leave.
+const MAX_NOTE_CHARS: usize = 500;
 /// A page when the caller does not say.
 const DEFAULT_LIMIT: u32 = 50;
 
-pub struct AdminApi<R> {
+pub struct AdminApi<R, O, Q, C> {
     pub store: R,
+    /// The bill bucket, where reconcile writes each day's report.
+    pub reports: O,
+    /// The expiry queue: an operator's refund is sent by the refund flow's re-check.
+    pub scheduler: Q,
+    pub clock: C,
+}
+
+/// An order as staff see it: the merchant API's view, plus where it was sold.
+#[derive(Debug, Serialize)]
+struct StaffOrderView {
+    #[serde(flatten)]
+    order: OrderView,
+    store_id: Option<String>,
+    operator_id: Option<String>,
+    terminal_id: Option<String>,
+}
+
+impl StaffOrderView {
+    fn of(order: &Order) -> StaffOrderView {
+        StaffOrderView {
+            order: OrderView::of(order),
+            store_id: order.store_id().map(str::to_owned),
+            operator_id: order.operator_id().map(str::to_owned),
+            terminal_id: order.terminal_id().map(str::to_owned),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 struct OrdersPage {
     date: NaiveDate,
-    orders: Vec<OrderView>,
+    orders: Vec<StaffOrderView>,
     next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct OrderDetail {
-    order: OrderView,
+    order: StaffOrderView,
     timeline: Vec<OrderEvent>,
     anomalies: Vec<AnomalyRecord>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResolvedAnswer {
+    anomaly: AnomalyRecord,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportAnswer {
+    date: NaiveDate,
+    /// Reconcile's summary (counts and fen totals per class), as it wrote it.
+    summary: Option<serde_json::Value>,
+    /// Every discrepancy, one object per row of reconcile's CSV.
+    discrepancies: Vec<BTreeMap<String, String>>,
+    /// Why the day's bill was refused whole, if it was.
+    rejected: Option<serde_json::Value>,
+}
+
+/// The body of a resolution.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    note: Option<String>,
+    action: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -53,7 +117,13 @@ struct AnomaliesPage {
     next_cursor: Option<String>,
 }
 
-impl<R: ConsoleReads> AdminApi<R> {
+impl<R, O, Q, C> AdminApi<R, O, Q, C>
+where
+    R: ConsoleReads + AnomalyDesk + OrderStore,
+    O: ObjectStore,
+    Q: ExpiryScheduler,
+    C: Clock,
+{
     /// Answers one request; never fails and never panics on any input.
     pub async fn handle(&self, request: Request) -> Response<Body> {
         observe(Function::Admin, &request, self.answer(&request)).await
@@ -61,33 +131,27 @@ impl<R: ConsoleReads> AdminApi<R> {
 
     async fn answer(&self, request: &Request) -> Result<Response<Body>, ApiError> {
         let path = f2f_runtime::http::route_path(request);
-        let route = if path == ORDERS {
-            Route::Orders
-        } else if path == ANOMALIES {
-            Route::Anomalies
-        } else if let Some(number) = path
-            .strip_prefix(ORDERS)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|number| !number.is_empty() && !number.contains('/'))
-        {
-            Route::Order(number)
-        } else {
+        let Some(route) = Route::of(path) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 codes::NOT_FOUND,
                 "no such route",
             ));
         };
-        if request.method() != Method::GET {
+        let method = if matches!(route, Route::Resolve(_)) {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        if request.method() != method {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
                 codes::METHOD_NOT_ALLOWED,
-                "use GET",
+                format!("use {method}"),
             ));
         }
         let staff = staff(request)?;
         staff.may(Role::Viewer)?;
-        tracing::info!(staff = %staff.subject, "console read");
         let query = Query::parse(f2f_runtime::http::raw_query(request))?;
         match route {
             Route::Orders => self.orders(&query).await,
@@ -96,7 +160,106 @@ impl<R: ConsoleReads> AdminApi<R> {
                 self.order(number).await
             }
             Route::Anomalies => self.anomalies(&query).await,
+            Route::Resolve(id) => {
+                query.only(&[])?;
+                staff.may(Role::Operator)?;
+                self.resolve(&staff, id, request.body()).await
+            }
+            Route::Report(date) => {
+                query.only(&[])?;
+                self.report(date).await
+            }
         }
+    }
+
+    async fn resolve(
+        &self,
+        staff: &Staff,
+        id: &str,
+        body: &[u8],
+    ) -> Result<Response<Body>, ApiError> {
+        let id = percent_decode_str(id)
+            .decode_utf8()
+            .map_err(|_| ApiError::invalid_field("id", "an anomaly id"))?;
+        let body: ResolveBody = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::INVALID_JSON,
+                format!("the body is not a resolution: {e}"),
+            )
+        })?;
+        let note = body.note.map(|n| n.trim().to_owned()).unwrap_or_default();
+        if note.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                codes::MISSING_FIELD,
+                "say why in a note",
+            )
+            .with_field("note"));
+        }
+        if note.chars().count() > MAX_NOTE_CHARS {
+            return Err(ApiError::invalid_field(
+                "note",
+                format!("at most {MAX_NOTE_CHARS} characters"),
+            ));
+        }
+        let action = match body.action.as_deref() {
+            None => ResolutionAction::Dismiss,
+            Some(text) => ResolutionAction::ALL
+                .into_iter()
+                .find(|action| action.as_str() == text)
+                .ok_or_else(|| {
+                    ApiError::invalid_field("action", "dismiss, accept_as_paid or refund")
+                })?,
+        };
+        let request = ResolveRequest { note, action };
+        let resolved = resolve(
+            &self.store,
+            &self.scheduler,
+            &self.clock,
+            staff,
+            &id,
+            &request,
+        )
+        .await
+        .map_err(resolve_error)?;
+        Ok(ok(&ResolvedAnswer { anomaly: resolved }))
+    }
+
+    async fn report(&self, date: &str) -> Result<Response<Body>, ApiError> {
+        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid_field("date", "a date as YYYY-MM-DD"))?;
+        let read = |key: String| async move {
+            self.reports.read(&key).await.map_err(|error| {
+                tracing::error!(%error, key, "the reports bucket failed");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    REPORTS_UNAVAILABLE,
+                    "the reports could not be read; retry",
+                )
+                .with_retry_after(1)
+            })
+        };
+        let summary = read(summary_key(date)).await?;
+        let rejected = read(rejected_key(date)).await?;
+        if summary.is_none() && rejected.is_none() {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                REPORT_NOT_FOUND,
+                format!("{date} has not been reconciled"),
+            )
+            .with_field("date"));
+        }
+        let discrepancies = match read(discrepancies_key(date)).await? {
+            Some(csv) => rows(&csv)?,
+            None => Vec::new(),
+        };
+        Ok(ok(&ReportAnswer {
+            date,
+            summary: summary.map(|bytes| json(&bytes)).transpose()?,
+            discrepancies,
+            rejected: rejected.map(|bytes| json(&bytes)).transpose()?,
+        }))
     }
 
     async fn orders(&self, query: &Query) -> Result<Response<Body>, ApiError> {
@@ -133,7 +296,7 @@ impl<R: ConsoleReads> AdminApi<R> {
             .map_err(read_error)?;
         Ok(ok(&OrdersPage {
             date,
-            orders: page.items.iter().map(OrderView::of).collect(),
+            orders: page.items.iter().map(StaffOrderView::of).collect(),
             next_cursor: page.next.map(|cursor| cursor.0),
         }))
     }
@@ -155,7 +318,7 @@ impl<R: ConsoleReads> AdminApi<R> {
             .with_field("out_trade_no"));
         };
         Ok(ok(&OrderDetail {
-            order: OrderView::of(&history.order),
+            order: StaffOrderView::of(&history.order),
             timeline: history.events,
             anomalies: history.anomalies,
         }))
@@ -198,6 +361,101 @@ enum Route<'a> {
     Orders,
     Order(&'a str),
     Anomalies,
+    Resolve(&'a str),
+    Report(&'a str),
+}
+
+impl<'a> Route<'a> {
+    fn of(path: &'a str) -> Option<Route<'a>> {
+        let segment = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_prefix('/'))
+        };
+        let one = |text: &'a str| (!text.is_empty() && !text.contains('/')).then_some(text);
+        if path == ORDERS {
+            Some(Route::Orders)
+        } else if path == ANOMALIES {
+            Some(Route::Anomalies)
+        } else if let Some(rest) = segment(ORDERS) {
+            one(rest).map(Route::Order)
+        } else if let Some(rest) = segment(ANOMALIES) {
+            rest.strip_suffix("/resolve")
+                .and_then(one)
+                .map(Route::Resolve)
+        } else {
+            segment(REPORTS).and_then(one).map(Route::Report)
+        }
+    }
+}
+
+const REPORT_NOT_FOUND: &str = "report_not_found";
+const REPORTS_UNAVAILABLE: &str = "reports_unavailable";
+
+fn resolve_error(error: ResolveError) -> ApiError {
+    let conflict = |code, message: String| ApiError::new(StatusCode::CONFLICT, code, message);
+    match error {
+        ResolveError::NotFound(id) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "anomaly_not_found",
+            format!("no anomaly or order {id}"),
+        )
+        .with_field("id"),
+        ResolveError::AlreadyResolved(record) => conflict(
+            "anomaly_resolved",
+            format!(
+                "resolved already{}",
+                record
+                    .resolution
+                    .map(|r| format!(" by {} ({})", r.by, r.action.as_str()))
+                    .unwrap_or_default()
+            ),
+        ),
+        error @ ResolveError::ActionNotAllowed { .. } => {
+            ApiError::invalid_field("action", error.to_string())
+        }
+        error @ ResolveError::NoTrade => conflict("anomaly_without_trade", error.to_string()),
+        error @ ResolveError::OrderState(_) => conflict("order_state", error.to_string()),
+        ResolveError::Busy { retry_after } => conflict(
+            "order_busy",
+            "a refund of this order is being sent; retry".to_owned(),
+        )
+        .with_retry_after(retry_after),
+        error @ ResolveError::Contended => {
+            conflict("order_busy", error.to_string()).with_retry_after(1)
+        }
+        ResolveError::Store(error) => {
+            tracing::error!(%error, "order store failed");
+            ApiError::store_unavailable()
+        }
+        ResolveError::Schedule(error) => {
+            tracing::error!(%error, "the expiry queue failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                codes::SCHEDULER_UNAVAILABLE,
+                "the refund could not be scheduled; retry the same request",
+            )
+            .with_retry_after(1)
+        }
+    }
+}
+
+/// A stored JSON report, as it is.
+fn json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        tracing::error!(%error, "a stored report is not JSON");
+        ApiError::internal()
+    })
+}
+
+/// The rows of reconcile's discrepancies CSV, each by its header's names.
+fn rows(csv_bytes: &[u8]) -> Result<Vec<BTreeMap<String, String>>, ApiError> {
+    csv::Reader::from_reader(csv_bytes)
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .map_err(|error| {
+            tracing::error!(%error, "a stored discrepancies file is not CSV");
+            ApiError::internal()
+        })
 }
 
 fn ok(body: &impl Serialize) -> Response<Body> {

@@ -1,7 +1,5 @@
-//! Wires the orders table once, then serves the console's API.
+//! Wires the table, the reports bucket and the expiry queue once, then serves the console's API.
 
-use admin::AdminApi;
-use aws_adapters::{DynamoOrderStore, aws_sdk_dynamodb};
 use f2f_runtime::{AdminConfig, Function, telemetry};
 use std::sync::Arc;
 
@@ -15,9 +13,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     })?;
     telemetry::init_metrics(Function::Admin)?;
     let sdk = aws_adapters::aws_config().await;
-    let api = Arc::new(AdminApi {
-        store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table),
-    });
+    let api = Arc::new(admin::wired(&sdk, &config));
     tracing::info!("admin function ready");
     f2f_runtime::serve(api, |api, request| {
         Box::pin(async move { api.handle(request).await })

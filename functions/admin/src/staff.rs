@@ -31,6 +31,16 @@ pub struct Staff {
 }
 
 impl Staff {
+    /// The name staff know each other by: the user name, else the token's subject.
+    pub fn name(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.subject)
+    }
+
+    /// How the audit trail names this member of staff's actions.
+    pub fn actor(&self) -> String {
+        format!("operator:{}", self.name())
+    }
+
     /// Refuses (`403 forbidden`) a member of staff whose role is below `needed`.
     pub fn may(&self, needed: Role) -> Result<(), ApiError> {
         if self.role >= needed {

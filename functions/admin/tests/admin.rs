@@ -1,14 +1,15 @@
 //! The console's API against the AWS emulator: a day's orders page by page with filters, an
-//! order's audit trail and anomalies, anomalies by status and kind, and who may read.
+//! order's audit trail and anomalies, anomalies by status and kind, resolving them (dismiss,
+//! accept a payment, refund it), a day's reconciliation report, and who may read and act.
 
-use admin::AdminApi;
 use aws_adapters::DynamoOrderStore;
-use aws_adapters::aws_sdk_dynamodb;
+use aws_adapters::{aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_sqs};
 use chrono::{Duration, Utc};
 use domain::anomaly::{AlipayFacts, Anomaly, AnomalyKind, FactSource};
 use domain::order::{Buyer, NewOrder, Order, PaymentSource};
 use domain::ports::{Applied, Claim, OrderStore};
 use domain::{OrderAmount, OrderStatus, OutTradeNo, Scene};
+use f2f_runtime::AdminConfig;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use test_support::moto::MotoServer;
@@ -16,22 +17,45 @@ use test_support::moto::MotoServer;
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 struct Console {
-    api: AdminApi<DynamoOrderStore>,
+    api: admin::WiredAdmin,
+    /// The store as the payment functions write it (their audit events name them).
     store: DynamoOrderStore,
+    bucket: String,
+    s3: aws_sdk_s3::Client,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
     _moto: std::sync::Arc<MotoServer>,
 }
 
 async fn console() -> TestResult<Console> {
     let moto = MotoServer::shared().await?;
-    let dynamo = aws_sdk_dynamodb::Client::new(&moto.sdk_config());
+    let sdk = moto.sdk_config();
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let table = test_support::unique_name("console");
     aws_adapters::dynamo::schema::create_table(&dynamo, &table).await?;
-    let store = DynamoOrderStore::new(dynamo, table);
+    let s3 = aws_sdk_s3::Client::new(&sdk);
+    let bucket = test_support::unique_name("bills");
+    s3.create_bucket().bucket(&bucket).send().await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(test_support::unique_name("expiry"))
+        .send()
+        .await?
+        .queue_url
+        .ok_or("no queue url")?;
+    let config = AdminConfig {
+        orders_table: table.clone(),
+        bill_bucket: bucket.clone(),
+        expiry_queue_url: queue_url.clone(),
+    };
     Ok(Console {
-        api: AdminApi {
-            store: store.clone(),
-        },
-        store,
+        api: admin::wired(&sdk, &config),
+        store: DynamoOrderStore::new(dynamo, table).acting_as("pay"),
+        bucket,
+        s3,
+        sqs,
+        queue_url,
         _moto: moto,
     })
 }
@@ -409,5 +433,249 @@ async fn every_route_needs_a_verified_member_of_staff() -> TestResult {
         .handle(request("GET", "/admin/other", Some("[operator]")))
         .await;
     assert_eq!(response.status().as_u16(), 404);
+    Ok(())
+}
+
+async fn post(c: &Console, path: &str, groups: &str, json: Value) -> (u16, Value) {
+    let mut request = request("POST", path, Some(groups));
+    *request.body_mut() = Body::Text(json.to_string());
+    let response = c.api.handle(request).await;
+    (response.status().as_u16(), body(&response))
+}
+
+fn resolve_path(id: &str) -> String {
+    format!("/admin/anomalies/{}/resolve", id.replace('/', "%2F"))
+}
+
+#[tokio::test]
+async fn an_operator_dismisses_an_anomaly_once_and_a_viewer_cannot() -> TestResult {
+    let c = console().await?;
+    let paid = order(&c, &format!("D{}", ulid::Ulid::generate()), "S1", 1, true).await?;
+    let no = paid.out_trade_no().clone();
+    c.store
+        .record_anomaly(&anomaly(&no, AnomalyKind::UnrequestedRefund))
+        .await?;
+    let id = format!("{no}/unrequested_refund");
+    let path = resolve_path(&id);
+    let note = json!({"note": "refunded in the merchant portal by finance"});
+
+    let (status, refused) = post(&c, &path, "[viewer]", note.clone()).await;
+    assert_eq!((status, refused["code"].as_str()), (403, Some("forbidden")));
+    for (body, code, field) in [
+        (
+            json!({"note": "x", "action": "refund"}),
+            "invalid_field",
+            "action",
+        ),
+        (
+            json!({"note": "x", "action": "forgive"}),
+            "invalid_field",
+            "action",
+        ),
+        (json!({"action": "dismiss"}), "missing_field", "note"),
+        (json!({"note": "   "}), "missing_field", "note"),
+        (json!({"note": "y".repeat(501)}), "invalid_field", "note"),
+    ] {
+        let (status, error) = post(&c, &path, "[operator]", body.clone()).await;
+        assert_eq!(
+            (status, error["code"].as_str(), error["field"].as_str()),
+            (400, Some(code), Some(field)),
+            "{body}: {error}"
+        );
+    }
+    let (status, error) = post(&c, &path, "[operator]", json!({"note": "x", "by": "me"})).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+    let (status, _) = get(&c, "/admin/anomalies?status=resolved").await;
+    assert_eq!(status, 200);
+
+    let (status, resolved) = post(&c, &path, "[operator]", note.clone()).await;
+    assert_eq!(status, 200, "{resolved}");
+    let record = &resolved["anomaly"];
+    assert_eq!(record["status"], "RESOLVED");
+    assert_eq!(record["resolution"]["by"], "li.na");
+    assert_eq!(record["resolution"]["action"], "dismiss");
+    assert_eq!(record["resolution"]["note"], note["note"]);
+    // Listed as resolved, no longer as open; the order is untouched.
+    let (_, open) = get(&c, "/admin/anomalies").await;
+    assert_eq!(open["anomalies"], json!([]));
+    let (_, done) = get(&c, "/admin/anomalies?status=resolved").await;
+    assert_eq!(done["anomalies"][0]["id"], id.as_str());
+    assert_eq!(
+        c.store.get(&no).await?.map(|o| o.version()),
+        Some(paid.version())
+    );
+    // The same resolution again is answered the same; another one is refused.
+    let (status, again) = post(&c, &path, "[operator]", note.clone()).await;
+    assert_eq!((status, &again["anomaly"]), (200, record));
+    let (status, other) = post(&c, &path, "[operator]", json!({"note": "other"})).await;
+    assert_eq!(
+        (status, other["code"].as_str()),
+        (409, Some("anomaly_resolved"))
+    );
+    let (status, missing) = post(
+        &c,
+        &resolve_path("T404/paid_after_close"),
+        "[operator]",
+        note,
+    )
+    .await;
+    assert_eq!(
+        (status, missing["code"].as_str()),
+        (404, Some("anomaly_not_found"))
+    );
+    Ok(())
+}
+
+/// An order closed here although Alipay holds its payment, with its `paid_after_close`.
+async fn paid_after_close(c: &Console) -> TestResult<(OutTradeNo, String)> {
+    let open = order(&c, &format!("P{}", ulid::Ulid::generate()), "S1", 1, false).await?;
+    let closed = open.closed("expired", Utc::now())?;
+    let Applied::Applied(closed) = c.store.apply(&closed).await? else {
+        return Err("conflict".into());
+    };
+    let no = closed.out_trade_no().clone();
+    let mut seen = anomaly(&no, AnomalyKind::PaidAfterClose);
+    seen.order_status = Some(OrderStatus::Closed);
+    seen.facts.trade_no = Some(format!("2026{no}"));
+    c.store.record_anomaly(&seen).await?;
+    Ok((no.clone(), format!("{no}/paid_after_close")))
+}
+
+#[tokio::test]
+async fn accepting_a_payment_after_close_makes_the_order_paid_in_the_operator_s_name() -> TestResult
+{
+    let c = console().await?;
+    let (no, id) = paid_after_close(&c).await?;
+    let body = json!({"note": "goods handed over", "action": "accept_as_paid"});
+    let (status, resolved) = post(&c, &resolve_path(&id), "[operator]", body.clone()).await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(
+        resolved["anomaly"]["resolution"]["action"],
+        "accept_as_paid"
+    );
+    let (_, detail) = get(&c, &format!("/admin/orders/{no}")).await;
+    assert_eq!(detail["order"]["status"], "PAID");
+    assert_eq!(detail["order"]["alipay_trade_no"], format!("2026{no}"));
+    assert_eq!(detail["order"]["refundable_fen"], 1234);
+    let trail: Vec<(&str, &str)> = detail["timeline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["kind"]["type"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trail,
+        vec![
+            ("claimed", "pay"),
+            ("closed", "pay"),
+            ("accepted_as_paid", "operator:li.na")
+        ]
+    );
+    // A retry changes nothing more.
+    let (status, _) = post(&c, &resolve_path(&id), "[operator]", body).await;
+    assert_eq!(status, 200);
+    let (_, again) = get(&c, &format!("/admin/orders/{no}")).await;
+    assert_eq!(again["timeline"].as_array().map(Vec::len), Some(3));
+    Ok(())
+}
+
+#[tokio::test]
+async fn refunding_a_payment_after_close_claims_a_full_refund_for_the_refund_flow() -> TestResult {
+    let c = console().await?;
+    let (no, id) = paid_after_close(&c).await?;
+    let body = json!({"note": "customer left without goods", "action": "refund"});
+    for _ in 0..2 {
+        let (status, resolved) = post(&c, &resolve_path(&id), "[operator]", body.clone()).await;
+        assert_eq!(status, 200, "{resolved}");
+    }
+    let (_, detail) = get(&c, &format!("/admin/orders/{no}")).await;
+    let order = &detail["order"];
+    assert_eq!(order["status"], "PAID");
+    assert_eq!(order["refundable_fen"], 0, "the whole amount is reserved");
+    let refunds = order["refunds"].as_array().cloned().unwrap_or_default();
+    assert_eq!(refunds.len(), 1, "{order}");
+    assert_eq!(refunds[0]["out_request_no"], "operator_refund");
+    assert_eq!(refunds[0]["status"], "PENDING");
+    assert_eq!(refunds[0]["amount_fen"], 1234);
+    let last = detail["timeline"]
+        .as_array()
+        .and_then(|t| t.last())
+        .cloned();
+    assert_eq!(
+        last.map(|e| (e["kind"]["type"].clone(), e["actor"].clone())),
+        Some((json!("refund_requested"), json!("operator:li.na")))
+    );
+    // The refund flow's re-check is on the expiry queue for this order.
+    let received = c
+        .sqs
+        .receive_message()
+        .queue_url(&c.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await?;
+    let bodies: Vec<String> = received
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect();
+    assert_eq!(bodies.len(), 1, "{bodies:?}");
+    assert!(bodies[0].contains(no.as_str()), "{bodies:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_day_s_reconciliation_report_is_shown_as_reconcile_wrote_it() -> TestResult {
+    let c = console().await?;
+    let put = |key: &'static str, body: &'static str| {
+        c.s3.put_object()
+            .bucket(&c.bucket)
+            .key(key)
+            .body(body.as_bytes().to_vec().into())
+            .send()
+    };
+    put(
+        "reports/2026-12-01/summary.json",
+        r#"{"day":"2026-12-01","rows":3,"discrepancies":1}"#,
+    )
+    .await?;
+    put(
+        "reports/2026-12-01/discrepancies.csv",
+        "class,out_trade_no,amount_fen\npaid_there_not_here,T1,1234\n",
+    )
+    .await?;
+    put(
+        "reports/2026-12-02/rejected.json",
+        r#"{"reason":"the bill's totals disagree with its rows"}"#,
+    )
+    .await?;
+    let (status, report) = get(&c, "/admin/reports/2026-12-01").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["summary"]["discrepancies"], 1);
+    assert_eq!(
+        report["discrepancies"],
+        json!([{"class": "paid_there_not_here", "out_trade_no": "T1", "amount_fen": "1234"}])
+    );
+    assert_eq!(report["rejected"], Value::Null);
+    let (status, rejected) = get(&c, "/admin/reports/2026-12-02").await;
+    assert_eq!(status, 200);
+    assert_eq!(rejected["summary"], Value::Null);
+    assert!(rejected["rejected"]["reason"].is_string());
+    let (status, none) = get(&c, "/admin/reports/2026-12-03").await;
+    assert_eq!(
+        (status, none["code"].as_str()),
+        (404, Some("report_not_found"))
+    );
+    let (status, bad) = get(&c, "/admin/reports/yesterday").await;
+    assert_eq!((status, bad["field"].as_str()), (400, Some("date")));
     Ok(())
 }

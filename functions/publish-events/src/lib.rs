@@ -348,6 +348,7 @@ mod tests {
             first_seen: at(0),
             last_seen: at(60),
             occurrences,
+            resolution: None,
         };
         keyed(
             item(&record),

@@ -19,7 +19,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     telemetry::init_metrics(Function::Reconcile)?;
     let sdk = aws_adapters::aws_config().await;
     let reconciler = Arc::new(Reconciler {
-        store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table),
+        store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table)
+            .acting_as(Function::Reconcile.name()),
         objects: S3Objects::new(aws_sdk_s3::Client::new(&sdk), config.bill_bucket),
         clock: SystemClock,
         scratch: config.scratch_dir,

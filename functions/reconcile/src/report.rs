@@ -8,24 +8,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Where a day's report goes.
-pub const REPORTS_PREFIX: &str = "reports/";
-
-pub fn summary_key(day: NaiveDate) -> String {
-    format!("{REPORTS_PREFIX}{}/summary.json", day.format("%Y-%m-%d"))
-}
-
-pub fn discrepancies_key(day: NaiveDate) -> String {
-    format!(
-        "{REPORTS_PREFIX}{}/discrepancies.csv",
-        day.format("%Y-%m-%d")
-    )
-}
-
-/// Where the reason a bill was refused goes.
-pub fn rejected_key(day: NaiveDate) -> String {
-    format!("{REPORTS_PREFIX}{}/rejected.json", day.format("%Y-%m-%d"))
-}
+pub use domain::bills::{REPORTS_PREFIX, discrepancies_key, rejected_key, summary_key};
 
 /// The bill a report is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

@@ -226,6 +226,57 @@ pub enum AnomalyStatus {
     Resolved,
 }
 
+/// What an operator did about an anomaly when resolving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolutionAction {
+    /// Explained; nothing to change here.
+    Dismiss,
+    /// The buyer's payment is kept: the order becomes PAID.
+    AcceptAsPaid,
+    /// The buyer's payment goes back: the order becomes PAID and is refunded in full through
+    /// the refund flow.
+    Refund,
+}
+
+impl ResolutionAction {
+    pub const ALL: [ResolutionAction; 3] = [
+        ResolutionAction::Dismiss,
+        ResolutionAction::AcceptAsPaid,
+        ResolutionAction::Refund,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolutionAction::Dismiss => "dismiss",
+            ResolutionAction::AcceptAsPaid => "accept_as_paid",
+            ResolutionAction::Refund => "refund",
+        }
+    }
+}
+
+impl AnomalyKind {
+    /// The actions an operator may take on resolving an anomaly of this kind: a payment
+    /// Alipay holds for an order given up here is kept or returned; anything else is
+    /// explained and dismissed (the money already agrees with Alipay, or needs Alipay's portal).
+    pub fn resolution_actions(self) -> &'static [ResolutionAction] {
+        match self {
+            AnomalyKind::PaidAfterClose => &ResolutionAction::ALL,
+            _ => &[ResolutionAction::Dismiss],
+        }
+    }
+}
+
+/// How an anomaly was resolved: by whom, when, why, and what was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolution {
+    /// The operator's user name.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub note: String,
+    pub action: ResolutionAction,
+}
+
 /// An anomaly as stored: its latest sighting plus when it was first seen and how often.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnomalyRecord {
@@ -236,6 +287,9 @@ pub struct AnomalyRecord {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub occurrences: u64,
+    /// The last resolution (kept when a new sighting reopens the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Resolution>,
 }
 
 #[cfg(test)]

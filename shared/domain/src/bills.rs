@@ -5,11 +5,31 @@
 //! - `bills/<yyyy-MM-dd>/empty.json`: Alipay has no bill for the day (no trades), past the
 //!   deadline for one.
 //!
-//! Reports are written elsewhere (`reports/`), so reconciling never triggers itself.
+//! Reports are written elsewhere (`reports/<yyyy-MM-dd>/`: `summary.json`,
+//! `discrepancies.csv`, or `rejected.json` for a bill refused whole), so reconciling never
+//! triggers itself; the admin function reads them for the console.
 
 use chrono::NaiveDate;
 
 pub const BILLS_PREFIX: &str = "bills/";
+/// Where each day's reconciliation report goes.
+pub const REPORTS_PREFIX: &str = "reports/";
+
+pub fn summary_key(day: NaiveDate) -> String {
+    format!("{REPORTS_PREFIX}{}/summary.json", day.format("%Y-%m-%d"))
+}
+
+pub fn discrepancies_key(day: NaiveDate) -> String {
+    format!(
+        "{REPORTS_PREFIX}{}/discrepancies.csv",
+        day.format("%Y-%m-%d")
+    )
+}
+
+/// Where the reason a bill was refused goes.
+pub fn rejected_key(day: NaiveDate) -> String {
+    format!("{REPORTS_PREFIX}{}/rejected.json", day.format("%Y-%m-%d"))
+}
 const TRADE_ZIP: &str = "trade.zip";
 const EMPTY_DAY: &str = "empty.json";
 

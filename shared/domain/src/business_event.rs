@@ -10,7 +10,7 @@
 //! | `order.created` | [`EventKind::Claimed`] |
 //! | `order.awaiting_payment` | [`EventKind::CreatedAtAlipay`] |
 //! | `order.scanned` | [`EventKind::Scanned`] |
-//! | `order.paid` | [`EventKind::Paid`] |
+//! | `order.paid` | [`EventKind::Paid`], [`EventKind::AcceptedAsPaid`] |
 //! | `order.closed` | [`EventKind::Closed`] |
 //! | `order.failed` | [`EventKind::Failed`] |
 //! | `order.refunded` | [`EventKind::RefundedByCancel`] |
@@ -96,7 +96,7 @@ impl EventType {
             EventKind::Claimed => Some(EventType::OrderCreated),
             EventKind::CreatedAtAlipay => Some(EventType::OrderAwaitingPayment),
             EventKind::Scanned { .. } => Some(EventType::OrderScanned),
-            EventKind::Paid { .. } => Some(EventType::OrderPaid),
+            EventKind::Paid { .. } | EventKind::AcceptedAsPaid { .. } => Some(EventType::OrderPaid),
             EventKind::Closed { .. } => Some(EventType::OrderClosed),
             EventKind::Failed { .. } => Some(EventType::OrderFailed),
             EventKind::RefundedByCancel { .. } => Some(EventType::OrderRefunded),
@@ -150,6 +150,10 @@ impl Cause {
                 source,
             } => Cause {
                 source: Some(*source),
+                alipay_trade_no: Some(alipay_trade_no.clone()),
+                ..Cause::default()
+            },
+            EventKind::AcceptedAsPaid { alipay_trade_no } => Cause {
                 alipay_trade_no: Some(alipay_trade_no.clone()),
                 ..Cause::default()
             },
@@ -383,6 +387,7 @@ mod tests {
             to: OrderStatus::Paid,
             kind,
             at: at(0),
+            actor: None,
         }
     }
 
@@ -499,6 +504,7 @@ mod tests {
             first_seen: at(0),
             last_seen: at(60),
             occurrences: 2,
+            resolution: None,
         };
         let published: BusinessEvent<()> =
             BusinessEvent::of_anomaly(&record).unwrap_or_else(|e| unreachable!("{e}"));

@@ -1,10 +1,10 @@
 //! What the operator console reads: a day's orders page by page (newest first, from the day
-//! index, never a scan), one order with its whole history, and anomalies by status. The
-//! port [`ConsoleReads`] is implemented by the DynamoDB adapter; the admin function is
-//! generic over it.
+//! index, never a scan), one order with its whole history, and anomalies by status; and how
+//! an operator resolves an anomaly. The ports [`ConsoleReads`] and [`AnomalyDesk`] are
+//! implemented by the DynamoDB adapter; the admin function is generic over them.
 
 use crate::OutTradeNo;
-use crate::anomaly::{AnomalyKind, AnomalyRecord, AnomalyStatus};
+use crate::anomaly::{AnomalyKind, AnomalyRecord, AnomalyStatus, Resolution};
 use crate::order::{Order, OrderEvent, OrderStatus};
 use crate::ports::StoreError;
 use chrono::NaiveDate;
@@ -84,4 +84,29 @@ pub trait ConsoleReads: Send + Sync {
         after: Option<&PageCursor>,
         limit: u32,
     ) -> impl Future<Output = Result<Page<AnomalyRecord>, ReadError>> + Send;
+}
+
+/// What became of a resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolved {
+    /// The open record is resolved now; as stored after.
+    Now(AnomalyRecord),
+    /// The record was not open (resolved before); as stored.
+    NotOpen(AnomalyRecord),
+    NotFound,
+}
+
+pub trait AnomalyDesk: Send + Sync {
+    /// The anomaly record `id` (strongly consistent), if it exists.
+    fn anomaly(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<AnomalyRecord>, StoreError>> + Send;
+
+    /// Resolves the record `id` if it is open (one conditional write).
+    fn resolve(
+        &self,
+        id: &str,
+        resolution: &Resolution,
+    ) -> impl Future<Output = Result<Resolved, StoreError>> + Send;
 }

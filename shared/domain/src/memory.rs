@@ -62,6 +62,7 @@ impl Tables {
                     first_seen: anomaly.seen_at,
                     last_seen: anomaly.seen_at,
                     occurrences: 1,
+                    resolution: None,
                 };
                 self.anomalies.insert(id, record);
             }

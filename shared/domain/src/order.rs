@@ -208,6 +208,10 @@ pub struct OrderEvent {
     pub to: OrderStatus,
     pub kind: EventKind,
     pub at: DateTime<Utc>,
+    /// Who wrote it: the function (`pay`, `query`, `notify`, `timeout-close`, `reconcile`),
+    /// stamped by the store it wrote through, or `operator:<username>` for a console action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,6 +239,11 @@ pub enum EventKind {
     },
     Failed {
         failure: OrderFailure,
+    },
+    /// An operator kept a payment Alipay reported for an order given up here (CLOSED or
+    /// FAILED): resolving its `paid_after_close` anomaly.
+    AcceptedAsPaid {
+        alipay_trade_no: String,
     },
     /// A cancel found the trade paid and refunded it in full.
     RefundedByCancel {
@@ -284,6 +293,13 @@ pub struct Transition {
 
 impl Transition {
     /// Records `anomaly` in the same write.
+    /// Names who caused the transition in its audit event (an operator's console action),
+    /// instead of the function whose store writes it.
+    pub fn by(mut self, actor: impl Into<String>) -> Transition {
+        self.event.actor = Some(actor.into());
+        self
+    }
+
     pub fn with_anomaly(mut self, anomaly: Option<Anomaly>) -> Transition {
         self.anomaly = anomaly;
         self
@@ -355,6 +371,7 @@ impl Order {
             to: OrderStatus::Creating,
             kind: EventKind::Claimed,
             at: now,
+            actor: None,
         };
         (order, event)
     }
@@ -391,6 +408,7 @@ impl Order {
             to,
             kind,
             at: now,
+            actor: None,
         };
         Ok(Transition {
             expected_status: self.status,
@@ -637,6 +655,28 @@ impl Order {
                 o.refunded_fen = refund_fen;
                 o.refunded_at = Some(now);
                 o.last_synced_at = Some(now);
+            },
+        )
+    }
+
+    /// An operator keeps the payment Alipay holds under `alipay_trade_no` for this order,
+    /// given up here (CLOSED or FAILED) before Alipay's payment was known: PAID. Nothing is
+    /// refunded or reserved, so the whole amount is refundable from here on.
+    pub fn accepted_as_paid(
+        &self,
+        alipay_trade_no: String,
+        now: DateTime<Utc>,
+    ) -> Result<Transition, IllegalTransition> {
+        self.transition(
+            &[OrderStatus::Closed, OrderStatus::Failed],
+            OrderStatus::Paid,
+            EventKind::AcceptedAsPaid {
+                alipay_trade_no: alipay_trade_no.clone(),
+            },
+            now,
+            |o| {
+                o.alipay_trade_no = Some(alipay_trade_no);
+                o.paid_at = o.paid_at.or(Some(now));
             },
         )
     }

@@ -235,19 +235,28 @@ impl ReconcileConfig {
     }
 }
 
-/// The admin function's configuration: the orders table.
+/// The admin function's configuration: the orders table, the bucket of the reconciliation
+/// reports, and the expiry queue (an operator's refund is sent by the refund flow's re-check).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub orders_table: String,
+    pub bill_bucket: String,
+    pub expiry_queue_url: String,
 }
 
 impl AdminConfig {
     pub fn from_env() -> Result<AdminConfig, ConfigError> {
-        let env = Env {
-            lookup: &|name| std::env::var(name).ok(),
-        };
+        Self::from_lookup(&|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AdminConfig, ConfigError> {
+        let env = Env { lookup };
         Ok(AdminConfig {
             orders_table: env.required("ORDERS_TABLE")?,
+            bill_bucket: env.required("BILL_BUCKET")?,
+            expiry_queue_url: env.url("EXPIRY_QUEUE_URL")?,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! redacts them, and no error carries a secret's value. The merchant API keys are read at
 //! init too, and, when kept in Secrets Manager, again on the request path (see [`KeyRing`]).
 
-use crate::config::{Config, NotifyConfig, SecretSource};
+use crate::config::{Config, Function, NotifyConfig, SecretSource};
 use crate::key_ring::{KeyRing, KeyRingError};
 use crate::tls::TrustRoots;
 use alipay::client::{AlipayClient, ClientConfig};
@@ -131,7 +131,8 @@ pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, Wi
         reason: e.to_string(),
     })?;
     Ok(Adapters {
-        orders: DynamoOrderStore::new(dynamo.clone(), config.orders_table.clone()),
+        orders: DynamoOrderStore::new(dynamo.clone(), config.orders_table.clone())
+            .acting_as(config.function.name()),
         nonces: DynamoNonceStore::new(dynamo, config.nonces_table.clone()),
         expiry: config
             .expiry_queue_url
@@ -178,7 +179,8 @@ pub async fn build_notify(
         orders: DynamoOrderStore::new(
             aws_sdk_dynamodb::Client::new(sdk),
             config.orders_table.clone(),
-        ),
+        )
+        .acting_as(Function::Notify.name()),
         verifier: AlipayVerifier::PublicKey(key),
     })
 }

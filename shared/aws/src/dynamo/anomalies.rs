@@ -7,16 +7,23 @@
 //!
 //! Listings: by Beijing day of the first sighting on `gsi1` (`gsi1pk = ANOMALY_DAY#<day>`),
 //! and the open ones on `gsi2` (`gsi2pk = ANOMALY#OPEN`; resolving moves the record to
-//! `ANOMALY#RESOLVED`), both sorted by first sighting.
+//! `ANOMALY#RESOLVED`), both sorted by first sighting. Resolving is one conditional update of
+//! an open record ([`AnomalyDesk`]).
 
 use super::orders::{DynamoOrderStore, Item, beijing_day, order_pk};
 use super::schema::{DAY_INDEX, GSI1PK, GSI1SK, GSI2PK, GSI2SK, STATUS_INDEX};
 use super::{PK, SK, n, s};
 use crate::error::describe;
 use aws_sdk_dynamodb::error::BuildError;
-use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure, Update,
+};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use domain::anomaly::{Anomaly, AnomalyRecord, AnomalyStatus};
+use domain::anomaly::{
+    Anomaly, AnomalyKind, AnomalyRecord, AnomalyStatus, Resolution, UNATTRIBUTED,
+};
+use domain::console::{AnomalyDesk, Resolved};
 use domain::ports::StoreError;
 use serde_dynamo::aws_sdk_dynamodb_1::{from_item, to_item};
 
@@ -201,5 +208,93 @@ impl DynamoOrderStore {
             })
             .await?;
         items.into_iter().map(decode).collect()
+    }
+}
+
+/// The key of the record an anomaly id names (`<out_trade_no>/<kind>` or
+/// `unattributed/<yyyy-MM-dd>/<kind>`, see `Anomaly::id`); `None` for no such id.
+pub(crate) fn anomaly_key(id: &str) -> Option<Item> {
+    let (owner, kind) = id.rsplit_once('/')?;
+    let kind = AnomalyKind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+    let pk = match owner.split_once('/') {
+        Some((UNATTRIBUTED, day)) => {
+            unattributed_pk(NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?)
+        }
+        Some(_) => return None,
+        None => order_pk(&domain::OutTradeNo::parse(owner).ok()?),
+    };
+    Some(Item::from([
+        (PK.to_owned(), s(pk)),
+        (
+            SK.to_owned(),
+            s(format!("{ANOMALY_SK_PREFIX}{}", kind.as_str())),
+        ),
+    ]))
+}
+
+impl AnomalyDesk for DynamoOrderStore {
+    async fn anomaly(&self, id: &str) -> Result<Option<AnomalyRecord>, StoreError> {
+        let Some(key) = anomaly_key(id) else {
+            return Ok(None);
+        };
+        let got = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("anomaly {id}: {}", describe(&e))))?;
+        got.item.map(decode).transpose()
+    }
+
+    async fn resolve(&self, id: &str, resolution: &Resolution) -> Result<Resolved, StoreError> {
+        let Some(key) = anomaly_key(id) else {
+            return Ok(Resolved::NotFound);
+        };
+        let resolution_item: Item = to_item(resolution).map_err(|e| {
+            StoreError::Corrupt(format!("the resolution of {id} cannot be mapped: {e}"))
+        })?;
+        let written = self
+            .client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(key))
+            .update_expression(
+                "SET #status = :resolved, #gsi2pk = :resolved_pk, #resolution = :resolution",
+            )
+            .condition_expression("#status = :open")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#gsi2pk", GSI2PK)
+            .expression_attribute_names("#resolution", "resolution")
+            .expression_attribute_values(":resolved", s("RESOLVED"))
+            .expression_attribute_values(":open", s("OPEN"))
+            .expression_attribute_values(":resolved_pk", s(status_pk(AnomalyStatus::Resolved)))
+            .expression_attribute_values(":resolution", AttributeValue::M(resolution_item))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match written {
+            Ok(output) => match output.attributes {
+                Some(item) => Ok(Resolved::Now(decode(item)?)),
+                None => Err(StoreError::Corrupt(format!(
+                    "resolving {id} returned nothing"
+                ))),
+            },
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    match failed.item.clone().filter(|item| !item.is_empty()) {
+                        Some(item) => Ok(Resolved::NotOpen(decode(item)?)),
+                        None => Ok(Resolved::NotFound),
+                    }
+                }
+                _ => Err(StoreError::Unavailable(format!(
+                    "resolving anomaly {id}: {}",
+                    describe(&error)
+                ))),
+            },
+        }
     }
 }

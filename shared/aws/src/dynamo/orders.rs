@@ -107,7 +107,7 @@ fn order_item(order: &Order) -> Result<Item, StoreError> {
 
 /// The audit event, carrying the order it leaves behind (`order`): the event item is the
 /// outbox of the business events, and their publisher reads the table's stream, not the table.
-fn event_item(event: &OrderEvent, order: &Order) -> Result<Item, StoreError> {
+fn event_item(event: &OrderEvent, order: &Order, actor: Option<&str>) -> Result<Item, StoreError> {
     let unmapped = |e: serde_dynamo::Error| {
         StoreError::Corrupt(format!(
             "event {} of order {} cannot be mapped: {e}",
@@ -119,6 +119,9 @@ fn event_item(event: &OrderEvent, order: &Order) -> Result<Item, StoreError> {
     item.insert(PK.into(), s(order_pk(&event.out_trade_no)));
     item.insert(SK.into(), s(event_sk(event.version)));
     item.insert(ORDER_SNAPSHOT.into(), AttributeValue::M(snapshot));
+    if let Some(actor) = actor {
+        item.entry("actor".into()).or_insert_with(|| s(actor));
+    }
     Ok(item)
 }
 
@@ -150,6 +153,8 @@ enum Written {
 pub struct DynamoOrderStore {
     client: Client,
     table: String,
+    /// Stamped on every audit event written without an actor of its own.
+    actor: Option<String>,
 }
 
 impl DynamoOrderStore {
@@ -157,7 +162,15 @@ impl DynamoOrderStore {
         DynamoOrderStore {
             client,
             table: table.into(),
+            actor: None,
         }
+    }
+
+    /// Names the function writing through this store in each audit event (the console's
+    /// "who changed it").
+    pub fn acting_as(mut self, actor: impl Into<String>) -> DynamoOrderStore {
+        self.actor = Some(actor.into());
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -200,7 +213,7 @@ impl DynamoOrderStore {
         };
         let put_event = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(event_item(event, order)?))
+            .set_item(Some(event_item(event, order, self.actor.as_deref())?))
             .condition_expression("attribute_not_exists(pk)");
         let mut items = vec![
             TransactWriteItem::builder()
