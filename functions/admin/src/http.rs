@@ -390,18 +390,23 @@ impl<'a> Route<'a> {
 
 const REPORT_NOT_FOUND: &str = "report_not_found";
 const REPORTS_UNAVAILABLE: &str = "reports_unavailable";
+const ANOMALY_NOT_FOUND: &str = "anomaly_not_found";
+const ANOMALY_RESOLVED: &str = "anomaly_resolved";
+const ANOMALY_WITHOUT_TRADE: &str = "anomaly_without_trade";
+const ORDER_STATE: &str = "order_state";
+const ORDER_BUSY: &str = "order_busy";
 
 fn resolve_error(error: ResolveError) -> ApiError {
     let conflict = |code, message: String| ApiError::new(StatusCode::CONFLICT, code, message);
     match error {
         ResolveError::NotFound(id) => ApiError::new(
             StatusCode::NOT_FOUND,
-            "anomaly_not_found",
+            ANOMALY_NOT_FOUND,
             format!("no anomaly or order {id}"),
         )
         .with_field("id"),
         ResolveError::AlreadyResolved(record) => conflict(
-            "anomaly_resolved",
+            ANOMALY_RESOLVED,
             format!(
                 "resolved already{}",
                 record
@@ -413,15 +418,15 @@ fn resolve_error(error: ResolveError) -> ApiError {
         error @ ResolveError::ActionNotAllowed { .. } => {
             ApiError::invalid_field("action", error.to_string())
         }
-        error @ ResolveError::NoTrade => conflict("anomaly_without_trade", error.to_string()),
-        error @ ResolveError::OrderState(_) => conflict("order_state", error.to_string()),
+        error @ ResolveError::NoTrade => conflict(ANOMALY_WITHOUT_TRADE, error.to_string()),
+        error @ ResolveError::OrderState(_) => conflict(ORDER_STATE, error.to_string()),
         ResolveError::Busy { retry_after } => conflict(
-            "order_busy",
+            ORDER_BUSY,
             "a refund of this order is being sent; retry".to_owned(),
         )
         .with_retry_after(retry_after),
         error @ ResolveError::Contended => {
-            conflict("order_busy", error.to_string()).with_retry_after(1)
+            conflict(ORDER_BUSY, error.to_string()).with_retry_after(1)
         }
         ResolveError::Store(error) => {
             tracing::error!(%error, "order store failed");
@@ -523,5 +528,68 @@ impl Query {
                 .filter(|limit| (1..=max).contains(limit))
                 .ok_or_else(|| ApiError::invalid_field("limit", format!("1 to {max}")))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = include_str!("../../../infra/api/admin-openapi.yaml");
+
+    #[test]
+    fn the_routes_are_the_documented_ones() {
+        let documented: Vec<&str> = SPEC
+            .lines()
+            .filter_map(|line| line.strip_prefix("  /admin"))
+            .filter_map(|rest| rest.strip_suffix(':'))
+            .collect();
+        assert_eq!(
+            documented,
+            vec![
+                "/orders",
+                "/orders/{out_trade_no}",
+                "/anomalies",
+                "/anomalies/{id}/resolve",
+                "/reports/{date}"
+            ]
+        );
+        for path in documented {
+            let concrete = format!("/admin{path}")
+                .replace("{out_trade_no}", "T1")
+                .replace("{id}", "T1%2Fpaid_after_close")
+                .replace("{date}", "2026-12-07");
+            assert!(Route::of(&concrete).is_some(), "{concrete}");
+        }
+        assert!(Route::of("/admin/orders/T1/refunds").is_none());
+        assert!(Route::of("/admin/anomalies/x/close").is_none());
+        assert!(Route::of("/admin/reports/").is_none());
+    }
+
+    #[test]
+    fn every_code_is_documented() {
+        for code in [
+            codes::INVALID_JSON,
+            codes::INVALID_FIELD,
+            codes::MISSING_FIELD,
+            codes::UNKNOWN_FIELD,
+            codes::NOT_FOUND,
+            codes::METHOD_NOT_ALLOWED,
+            codes::ORDER_NOT_FOUND,
+            codes::STORE_UNAVAILABLE,
+            codes::SCHEDULER_UNAVAILABLE,
+            codes::INTERNAL_ERROR,
+            crate::staff::UNAUTHENTICATED,
+            crate::staff::FORBIDDEN,
+            REPORT_NOT_FOUND,
+            REPORTS_UNAVAILABLE,
+            ANOMALY_NOT_FOUND,
+            ANOMALY_RESOLVED,
+            ANOMALY_WITHOUT_TRADE,
+            ORDER_STATE,
+            ORDER_BUSY,
+        ] {
+            assert!(SPEC.contains(&format!("- {code}\n")), "{code}");
+        }
     }
 }

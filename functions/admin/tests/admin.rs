@@ -531,7 +531,7 @@ async fn an_operator_dismisses_an_anomaly_once_and_a_viewer_cannot() -> TestResu
 
 /// An order closed here although Alipay holds its payment, with its `paid_after_close`.
 async fn paid_after_close(c: &Console) -> TestResult<(OutTradeNo, String)> {
-    let open = order(&c, &format!("P{}", ulid::Ulid::generate()), "S1", 1, false).await?;
+    let open = order(c, &format!("P{}", ulid::Ulid::generate()), "S1", 1, false).await?;
     let closed = open.closed("expired", Utc::now())?;
     let Applied::Applied(closed) = c.store.apply(&closed).await? else {
         return Err("conflict".into());
