@@ -132,6 +132,7 @@ bench-stack:
 	$(CARGO) bench -p local-stack --bench stack_throughput
 	$(CARGO) bench -p local-stack --bench events_throughput
 	$(CARGO) bench -p local-stack --bench reconcile_stack
+	$(CARGO) bench -p admin --bench console_pages
 
 # Cold starts (15 interleaved rounds; BENCH_INIT_ROUNDS for more): exec to the first
 # `GET /runtime/invocation/next` and the first invocation of every function's release binary,

@@ -398,6 +398,7 @@ async fn every_route_needs_a_verified_member_of_staff() -> TestResult {
         format!("/admin/orders?date={today}"),
         "/admin/orders/T1".to_owned(),
         "/admin/anomalies".to_owned(),
+        "/admin/reports/2026-12-01".to_owned(),
     ];
     for path in &reads {
         let response = c.api.handle(request("GET", path, None)).await;
