@@ -44,7 +44,8 @@ step_moto() {
     say "moto[server]==$MOTO_VERSION installed ($VENV/bin/moto_server)"
 }
 
-# Headless Chromium for the sandbox page's browser test (infra/local/alipay-sandbox/tests/sandbox/ui.rs):
+# Headless Chromium for the page tests (the sandbox's, infra/local/alipay-sandbox/tests/sandbox/ui.rs,
+# and the operator console's, tests/e2e/tests/console.rs):
 # Debian's package, which the test finds on PATH (or at /usr/bin/chromium). Also a CJK font,
 # optional (the test does not depend on it), so that Chinese text is legible in screenshots.
 APT=()

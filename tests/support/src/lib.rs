@@ -8,12 +8,15 @@
 //!   failed conditions) at seeded random.
 //! - [`streams`]: a table's DynamoDB stream, read as Lambda's event source mapping reads it
 //!   and handed over as Lambda's DynamoDB events.
+//! - [`browser`]: headless Chromium driven over the DevTools Protocol, for the page tests
+//!   (the Alipay sandbox's trade page, the operator console).
 //!
 //! The tools come from `make test-deps` (`infra/scripts/test-deps.sh`), which installs them
 //! into `<workspace>/.local/`.
 
 // Slot for the Alipay sandbox simulator's starter (infra/local/alipay-sandbox), which will
 // follow the same pattern as `moto`: `pub mod alipay_sandbox;`.
+pub mod browser;
 pub mod emulator_proxy;
 pub mod moto;
 pub mod streams;

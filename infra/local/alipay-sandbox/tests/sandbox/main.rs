@@ -1,7 +1,6 @@
 //! Integration tests: real HTTP on 127.0.0.1 with real RSA2 signatures, one in-process sandbox
 //! per test (port 0, fresh keys directory).
 
-mod browser;
 mod common;
 
 mod bills;

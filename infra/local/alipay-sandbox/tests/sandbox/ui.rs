@@ -2,11 +2,11 @@
 //! and one end-to-end run in headless Chromium: load a precreated order's page, see its QR
 //! code, click Scan then Pay, and check the signed notification that payment sends.
 
-use crate::browser::{self, Browser};
 use crate::common::*;
 use alipay_sandbox::trade::Stage;
 use serde_json::{Value, json};
 use std::time::Duration;
+use test_support::browser::{self, Browser};
 
 /// A client that shows redirects instead of following them.
 fn no_redirects() -> TestResult<reqwest::Client> {
