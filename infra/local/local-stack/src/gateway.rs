@@ -4,9 +4,12 @@
 //! back into HTTP.
 //!
 //! Like API Gateway: no route (including a known path with another method) is `404
-//! {"message":"Not Found"}`; a function slower than the 30 s integration timeout is `503
-//! {"message":"Service Unavailable"}`; every answer carries an `apigw-requestid` header.
+//! {"message":"Not Found"}`; a console route without a valid staff token is `401
+//! {"message":"Unauthorized"}` ([`crate::authorizer`]); a function slower than the 30 s
+//! integration timeout is `503 {"message":"Service Unavailable"}`; every answer carries an
+//! `apigw-requestid` header.
 
+use crate::authorizer::VerifiedJwt;
 use axum::body::Body as AxumBody;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use base64::Engine;
@@ -34,6 +37,16 @@ pub enum Route {
         out_trade_no: String,
         out_request_no: String,
     },
+    /// `GET /admin/orders` → admin
+    AdminOrders,
+    /// `GET /admin/orders/{out_trade_no}` → admin
+    AdminOrder { out_trade_no: String },
+    /// `GET /admin/anomalies` → admin
+    AdminAnomalies,
+    /// `POST /admin/anomalies/{id}/resolve` → admin
+    ResolveAnomaly { id: String },
+    /// `GET /admin/reports/{date}` → admin
+    AdminReport { date: String },
 }
 
 /// The function that serves a route (the crate and binary of the same name).
@@ -42,6 +55,7 @@ pub enum Function {
     Pay,
     Query,
     Notify,
+    Admin,
 }
 
 impl Function {
@@ -50,6 +64,7 @@ impl Function {
             Function::Pay => "pay",
             Function::Query => "query",
             Function::Notify => "notify",
+            Function::Admin => "admin",
         }
     }
 }
@@ -61,7 +76,17 @@ impl Route {
             Route::Pay | Route::Refund { .. } => Function::Pay,
             Route::Query { .. } | Route::RefundStatus { .. } => Function::Query,
             Route::Notify => Function::Notify,
+            Route::AdminOrders
+            | Route::AdminOrder { .. }
+            | Route::AdminAnomalies
+            | Route::ResolveAnomaly { .. }
+            | Route::AdminReport { .. } => Function::Admin,
         }
+    }
+
+    /// Whether the route is behind the JWT authorizer (the console's routes are).
+    pub fn needs_staff_token(&self) -> bool {
+        self.function() == Function::Admin
     }
 
     /// API Gateway's `routeKey`.
@@ -74,19 +99,26 @@ impl Route {
             Route::RefundStatus { .. } => {
                 "GET /v1/payments/{out_trade_no}/refunds/{out_request_no}"
             }
+            Route::AdminOrders => "GET /admin/orders",
+            Route::AdminOrder { .. } => "GET /admin/orders/{out_trade_no}",
+            Route::AdminAnomalies => "GET /admin/anomalies",
+            Route::ResolveAnomaly { .. } => "POST /admin/anomalies/{id}/resolve",
+            Route::AdminReport { .. } => "GET /admin/reports/{date}",
         }
     }
 
     fn path_parameters(&self) -> Option<Value> {
         match self {
-            Route::Query { out_trade_no } | Route::Refund { out_trade_no } => {
-                Some(json!({ "out_trade_no": out_trade_no }))
-            }
+            Route::Query { out_trade_no }
+            | Route::Refund { out_trade_no }
+            | Route::AdminOrder { out_trade_no } => Some(json!({ "out_trade_no": out_trade_no })),
             Route::RefundStatus {
                 out_trade_no,
                 out_request_no,
             } => Some(json!({ "out_trade_no": out_trade_no, "out_request_no": out_request_no })),
-            Route::Pay | Route::Notify => None,
+            Route::ResolveAnomaly { id } => Some(json!({ "id": id })),
+            Route::AdminReport { date } => Some(json!({ "date": date })),
+            Route::Pay | Route::Notify | Route::AdminOrders | Route::AdminAnomalies => None,
         }
     }
 }
@@ -97,7 +129,24 @@ pub fn route(method: &Method, path: &str) -> Option<Route> {
     match (method, path) {
         (&Method::POST, "/v1/payments") => Some(Route::Pay),
         (&Method::POST, "/alipay/notify") => Some(Route::Notify),
+        (&Method::GET, "/admin/orders") => Some(Route::AdminOrders),
+        (&Method::GET, "/admin/anomalies") => Some(Route::AdminAnomalies),
         _ => {
+            if let Some(rest) = path.strip_prefix("/admin/") {
+                let parts: Vec<&str> = rest.split('/').collect();
+                return match (method, parts.as_slice()) {
+                    (&Method::GET, ["orders", number]) => Some(Route::AdminOrder {
+                        out_trade_no: segment(number)?,
+                    }),
+                    (&Method::POST, ["anomalies", id, "resolve"]) => {
+                        Some(Route::ResolveAnomaly { id: segment(id)? })
+                    }
+                    (&Method::GET, ["reports", date]) => Some(Route::AdminReport {
+                        date: segment(date)?,
+                    }),
+                    _ => None,
+                };
+            }
             let rest = path.strip_prefix("/v1/payments/")?;
             let parts: Vec<&str> = rest.split('/').collect();
             match (method, parts.as_slice()) {
@@ -126,8 +175,14 @@ pub struct HttpRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// The payload v2 event API Gateway would send for `request` on `route`.
-pub fn event(request: &HttpRequest<'_>, route: &Route, request_id: &str) -> Value {
+/// The payload v2 event API Gateway would send for `request` on `route`, with the verified
+/// token of a route behind the JWT authorizer.
+pub fn event(
+    request: &HttpRequest<'_>,
+    route: &Route,
+    request_id: &str,
+    authorizer: Option<&VerifiedJwt>,
+) -> Value {
     // Header names lower-case, repeated headers joined with commas, cookies apart.
     let mut headers = Map::new();
     let mut cookies = Vec::new();
@@ -186,6 +241,11 @@ pub fn event(request: &HttpRequest<'_>, route: &Route, request_id: &str) -> Valu
         },
         "isBase64Encoded": false,
     });
+    if let Some(verified) = authorizer
+        && let Some(context) = event["requestContext"].as_object_mut()
+    {
+        context.insert("authorizer".into(), verified.event_authorizer());
+    }
     if let Some(object) = event.as_object_mut() {
         if !cookies.is_empty() {
             object.insert("cookies".into(), json!(cookies));
@@ -319,6 +379,115 @@ mod tests {
     }
 
     #[test]
+    fn matches_the_console_routes_behind_the_authorizer() {
+        let admin = |method: &Method, path: &str| route(method, path);
+        assert_eq!(
+            admin(&Method::GET, "/admin/orders"),
+            Some(Route::AdminOrders)
+        );
+        assert_eq!(
+            admin(&Method::GET, "/admin/orders/T1"),
+            Some(Route::AdminOrder {
+                out_trade_no: "T1".into()
+            })
+        );
+        assert_eq!(
+            admin(&Method::GET, "/admin/anomalies"),
+            Some(Route::AdminAnomalies)
+        );
+        // The record id `T1/paid_after_close`, percent-encoded in its one segment.
+        assert_eq!(
+            admin(
+                &Method::POST,
+                "/admin/anomalies/T1%2Fpaid_after_close/resolve"
+            ),
+            Some(Route::ResolveAnomaly {
+                id: "T1%2Fpaid_after_close".into()
+            })
+        );
+        assert_eq!(
+            admin(&Method::GET, "/admin/reports/2026-12-07"),
+            Some(Route::AdminReport {
+                date: "2026-12-07".into()
+            })
+        );
+        for (method, path) in [
+            (Method::POST, "/admin/orders"),
+            (Method::GET, "/admin/orders/"),
+            (Method::GET, "/admin/orders/a/b"),
+            (Method::GET, "/admin/anomalies/x"),
+            (Method::GET, "/admin/anomalies/x/resolve"),
+            (Method::POST, "/admin/anomalies//resolve"),
+            (Method::POST, "/admin/anomalies/x/resolve/"),
+            (Method::GET, "/admin/reports"),
+            (Method::GET, "/admin/reports/"),
+            (Method::GET, "/admin"),
+            (Method::GET, "/admin/"),
+        ] {
+            assert_eq!(admin(&method, path), None, "{method} {path}");
+        }
+        for path in [
+            "/admin/orders",
+            "/admin/orders/T1",
+            "/admin/reports/2026-12-07",
+        ] {
+            let found = admin(&Method::GET, path);
+            assert!(found.is_some_and(|r| r.needs_staff_token()), "{path}");
+        }
+        assert!(!Route::Pay.needs_staff_token());
+        assert!(!Route::Notify.needs_staff_token());
+    }
+
+    #[test]
+    fn the_verified_claims_reach_the_function_as_the_authorizer_renders_them() {
+        let headers = HeaderMap::new();
+        let request = HttpRequest {
+            method: &Method::GET,
+            path: "/admin/anomalies",
+            raw_query: "",
+            headers: &headers,
+            body: b"",
+        };
+        let verified = VerifiedJwt {
+            claims: [
+                ("sub", "5e1f"),
+                ("cognito:username", "li.na"),
+                ("cognito:groups", "[viewer operator]"),
+                ("exp", "1700000000"),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+            scopes: None,
+        };
+        let event = event(&request, &Route::AdminAnomalies, "req-1", Some(&verified));
+        assert_eq!(
+            event["requestContext"]["authorizer"],
+            json!({"jwt": {"claims": {
+                "sub": "5e1f",
+                "cognito:username": "li.na",
+                "cognito:groups": "[viewer operator]",
+                "exp": "1700000000",
+            }, "scopes": null}})
+        );
+        let converted = lambda_request(&event).unwrap_or_default();
+        let staff = admin::staff::staff(&converted).ok();
+        assert_eq!(
+            staff.map(|s| (s.role, s.username)),
+            Some((admin::staff::Role::Operator, Some("li.na".to_owned())))
+        );
+        // Without the authorizer's claims the function sees no one.
+        let anonymous = lambda_request(&super::event(
+            &request,
+            &Route::AdminAnomalies,
+            "req-2",
+            None,
+        ))
+        .unwrap_or_default();
+        assert!(admin::staff::staff(&anonymous).is_err());
+    }
+
+    #[test]
     fn builds_an_event_lambda_http_reads_back() {
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("127.0.0.1:8600"));
@@ -335,7 +504,7 @@ mod tests {
         let route = Route::Query {
             out_trade_no: "T1".into(),
         };
-        let event = event(&request, &route, "req-1");
+        let event = event(&request, &route, "req-1", None);
         assert_eq!(event["headers"]["x-a"], "1,2");
         assert_eq!(event["cookies"], json!(["a=1", "b=2"]));
         assert_eq!(event["queryStringParameters"]["x"], "a b");

@@ -12,17 +12,25 @@
 //!   source would feed it ([`expiry`]);
 //! - the merchant API key `local` ([`keys`]);
 //! - the business events: the table's stream polled into the real publisher, which sends
-//!   them to a FIFO queue in moto and logs each one ([`streams`]).
+//!   them to a FIFO queue in moto and logs each one ([`streams`]);
+//! - the operator console: the real `admin` handler on the `/admin/...` routes behind API
+//!   Gateway's JWT authorizer ([`authorizer`]), the console's user pool in moto with a local
+//!   user per group ([`cognito`]), the page at `/console/` and Cognito's endpoint for it at
+//!   `/cognito-idp/` ([`console`]).
 //!
 //! Moto and the sandbox keep their state in memory: every run starts with no orders.
 //!
-//! The queues, the table, the bucket's notification and the schedule are created or run from
-//! constants ([`expiry`], [`streams`], [`bills`], `aws_adapters::dynamo::schema`) that
-//! `tests/drift.rs` compares with `template.yaml`. Once everything answers, [`run`] writes
-//! `<local dir>/stack.json` ([`LocalStack::description`]) and removes it when the stack stops
-//! (SIGINT or SIGTERM; moto, a child process, is killed and reaped with it).
+//! The queues, the table, the bucket's notification, the schedule and the user pool are created
+//! or run from constants ([`expiry`], [`streams`], [`bills`], [`cognito`],
+//! `aws_adapters::dynamo::schema`) that `tests/drift.rs` compares with `template.yaml`. Once
+//! everything answers, [`run`] writes `<local dir>/stack.json` ([`LocalStack::description`]) and
+//! removes it when the stack stops (SIGINT or SIGTERM; moto, a child process, is killed and
+//! reaped with it).
 
+pub mod authorizer;
 pub mod bills;
+pub mod cognito;
+pub mod console;
 pub mod expiry;
 pub mod gateway;
 pub mod keys;
@@ -92,6 +100,8 @@ pub struct Options {
     /// With a plan, the functions reach moto through an [`EmulatorProxy`] injecting these
     /// faults ([`LocalStack::emulator_proxy`]); the stack's own pollers and setup do not.
     pub emulator_faults: Option<FaultPlan>,
+    /// The console's static files (`infra/console`), served at `/console/`.
+    pub console_dir: PathBuf,
 }
 
 impl Options {
@@ -104,6 +114,7 @@ impl Options {
             local_dir: local_dir.to_owned(),
             knobs: BTreeMap::new(),
             emulator_faults: None,
+            console_dir: console::default_dir(),
         }
     }
 
@@ -129,6 +140,7 @@ impl Default for Options {
             local_dir: PathBuf::from(".local"),
             knobs: BTreeMap::new(),
             emulator_faults: None,
+            console_dir: console::default_dir(),
         }
     }
 }
@@ -143,11 +155,13 @@ type Query = query::QueryApi<
 
 type Notify = notify::Notifications<aws_adapters::DynamoOrderStore, SystemClock>;
 
-/// The functions behind the routes.
+/// The functions behind the routes, and the authorizer in front of the console's.
 struct Functions {
     pay: Pay,
     query: Query,
     notify: Notify,
+    admin: admin::WiredAdmin,
+    staff_authorizer: authorizer::JwtAuthorizer,
 }
 
 /// A running stack; [`LocalStack::shutdown`] stops it (dropping it also stops moto).
@@ -157,6 +171,7 @@ pub struct LocalStack {
     moto: MotoServer,
     proxy: Option<EmulatorProxy>,
     merchant_key: MerchantKey,
+    console_pool: cognito::ConsolePool,
     events: streams::EventsPublisher,
     expiry_queues: ExpiryQueues,
     local_dir: PathBuf,
@@ -203,7 +218,19 @@ impl LocalStack {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let expiry_queues = create_expiry_queue(&sqs).await?;
         let queue_url = expiry_queues.url.clone();
-        tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, "moto ready");
+        let console_pool = cognito::create(&sdk).await?;
+        let staff_authorizer = authorizer::JwtAuthorizer::fetch(
+            &format!(
+                "{}/{}/.well-known/jwks.json",
+                moto.endpoint_url(),
+                console_pool.user_pool_id
+            ),
+            &authorizer::issuer(test_support::moto::REGION, &console_pool.user_pool_id),
+            vec![console_pool.client_id.clone()],
+        )
+        .await
+        .map_err(|e| format!("moto: the console's user pool keys: {e}"))?;
+        tracing::info!(endpoint = %moto.endpoint_url(), table = ORDERS_TABLE, %queue_url, user_pool = %console_pool.user_pool_id, "moto ready");
         let events = streams::start(&sdk, ORDERS_TABLE).await?;
         let proxy = match &options.emulator_faults {
             Some(plan) => Some(
@@ -274,6 +301,7 @@ impl LocalStack {
         });
         let notify_config = f2f_runtime::NotifyConfig::from_lookup(&lookup)?;
         let notify_adapters = wiring::build_notify(&notify_config, &functions_sdk).await?;
+        let admin_config = f2f_runtime::AdminConfig::from_lookup(&lookup)?;
         let sync_after = query_config.knobs.sync_after;
         let functions = Arc::new(Functions {
             pay: pay::WiredPayApi::wired(&pay_config, pay_adapters)?,
@@ -294,6 +322,8 @@ impl LocalStack {
                 app_id: notify_config.app_id,
                 seller_id: notify_config.seller_id,
             },
+            admin: admin::wired(&functions_sdk, &admin_config),
+            staff_authorizer,
         });
 
         let objects = aws_adapters::S3Objects::new(
@@ -317,7 +347,8 @@ impl LocalStack {
             store: aws_adapters::DynamoOrderStore::new(
                 aws_sdk_dynamodb::Client::new(&sdk),
                 ORDERS_TABLE,
-            ),
+            )
+            .acting_as(Function::Reconcile.name()),
             objects: objects.clone(),
             clock: SystemClock,
             scratch: std::env::temp_dir(),
@@ -333,6 +364,11 @@ impl LocalStack {
                     async move { run_bill_fetch(&fetcher, &body).await }
                 }),
             )
+            .merge(console_routes(
+                options.console_dir.clone(),
+                console::config(&console_pool.client_id, test_support::moto::REGION),
+                moto.endpoint_url(),
+            )?)
             .fallback(serve_request)
             .with_state(functions);
         let (stop, mut stopped) = watch::channel(false);
@@ -378,6 +414,7 @@ impl LocalStack {
             moto,
             proxy,
             merchant_key,
+            console_pool,
             events,
             expiry_queues,
             local_dir: local_dir.clone(),
@@ -422,6 +459,21 @@ impl LocalStack {
         &self.merchant_key
     }
 
+    /// The console's user pool and app client in moto (its users are [`cognito::USERS`]).
+    pub fn console_pool(&self) -> &cognito::ConsolePool {
+        &self.console_pool
+    }
+
+    /// `http://127.0.0.1:PORT/console/`: the operator console.
+    pub fn console_url(&self) -> String {
+        format!("{}{}", self.api_url, console::PATH)
+    }
+
+    /// `http://127.0.0.1:PORT/cognito-idp/`: Cognito's endpoint for the console.
+    pub fn cognito_endpoint(&self) -> String {
+        format!("{}{}", self.api_url, console::COGNITO_PATH)
+    }
+
     /// The business events publisher and its queue.
     pub fn events(&self) -> &streams::EventsPublisher {
         &self.events
@@ -434,7 +486,8 @@ impl LocalStack {
 
     /// What `stack.json` holds: where each service answers and the names of what the stack
     /// created, for scripts and tools. The merchant key's secret is not in it, only the path of
-    /// the file holding it. Paths are absolute.
+    /// the file holding it; the console users' passwords are, as the banner shows them (the
+    /// stack's own, local users). Paths are absolute.
     pub fn description(&self) -> serde_json::Value {
         let key = &self.merchant_key;
         serde_json::json!({
@@ -457,6 +510,17 @@ impl LocalStack {
             "events_queue_url": self.events.queue_url(),
             "events_failure_queue_url": self.events.failure_queue_url(),
             "bill_bucket": bills::BILL_BUCKET,
+            "console_url": self.console_url(),
+            "cognito": {
+                "user_pool_id": self.console_pool.user_pool_id,
+                "client_id": self.console_pool.client_id,
+                "endpoint": self.cognito_endpoint(),
+            },
+            "console_users": cognito::USERS.iter().map(|user| serde_json::json!({
+                "username": user.username,
+                "password": user.password,
+                "group": user.group,
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -502,7 +566,9 @@ impl LocalStack {
              \x20 merchant API    {api}\n\
              \x20 Alipay sandbox  {sandbox}/  (web page: trades, QR codes, buyer buttons)\n\
              \x20 AWS emulator    {moto}  (table {ORDERS_TABLE}, queues {EXPIRY_QUEUE} and {events_queue})\n\
-             \x20 everything else {stack_file}  (URLs, queue URLs, bucket, merchant key id and secret file)\n\
+             \x20 console         {console}  (sign in as {users})\n\
+             \x20                 Cognito: user pool {pool}, app client {client}, endpoint {cognito}\n\
+             \x20 everything else {stack_file}  (URLs, queue URLs, bucket, merchant key id and secret file, console users)\n\
              \n\
              Try it (from the repository root):\n\
              \x20 N=T$(date +%s); cargo run -q -p payments-cli -- --api {api} --key-id {key_id} --secret-file {secret} create --out-trade-no $N --amount-fen 1 --subject coffee --scene qr\n\
@@ -512,6 +578,15 @@ impl LocalStack {
             key_id = key.key_id,
             events_queue = streams::EVENTS_QUEUE,
             stack_file = self.stack_file().display(),
+            console = self.console_url(),
+            users = cognito::USERS
+                .iter()
+                .map(|user| format!("{} / {}", user.username, user.password))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            pool = self.console_pool.user_pool_id,
+            client = self.console_pool.client_id,
+            cognito = self.cognito_endpoint(),
         )
     }
 
@@ -714,46 +789,31 @@ async fn serve_request(
     let path = parts.uri.path().to_owned();
     let response = match gateway::route(&parts.method, &path) {
         None => gateway::gateway_answer(StatusCode::NOT_FOUND, "Not Found"),
-        Some(route) => match axum::body::to_bytes(body, gateway::MAX_REQUEST_BYTES).await {
-            Err(_) => {
-                gateway::gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large")
-            }
-            Ok(bytes) => {
-                let http = HttpRequest {
-                    method: &parts.method,
-                    path: &path,
-                    raw_query: parts.uri.query().unwrap_or(""),
-                    headers: &parts.headers,
-                    body: &bytes,
-                };
-                let event = gateway::event(&http, &route, &request_id);
-                match gateway::lambda_request(&event) {
-                    Err(error) => {
-                        tracing::error!(%error, "the event could not be converted");
-                        gateway::gateway_answer(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "Internal Server Error",
-                        )
-                    }
-                    Ok(request) => {
-                        let answer = async {
-                            match route.function() {
-                                gateway::Function::Pay => functions.pay.handle(request).await,
-                                gateway::Function::Query => functions.query.handle(request).await,
-                                gateway::Function::Notify => functions.notify.handle(request).await,
-                            }
-                        };
-                        match tokio::time::timeout(gateway::INTEGRATION_TIMEOUT, answer).await {
-                            Ok(response) => gateway::http_response(response),
-                            Err(_) => gateway::gateway_answer(
-                                StatusCode::SERVICE_UNAVAILABLE,
-                                "Service Unavailable",
-                            ),
-                        }
-                    }
+        Some(route) => {
+            let verified = match route.needs_staff_token() {
+                false => Ok(None),
+                true => functions
+                    .staff_authorizer
+                    .authorize(&parts.headers)
+                    .map(Some),
+            };
+            match verified {
+                Err(refusal) => {
+                    tracing::info!(%refusal, request_id, "the JWT authorizer refused the request");
+                    gateway::gateway_answer(StatusCode::UNAUTHORIZED, "Unauthorized")
+                }
+                Ok(verified) => {
+                    let call = FunctionCall {
+                        route: &route,
+                        parts: &parts,
+                        path: &path,
+                        request_id: &request_id,
+                        verified: verified.as_ref(),
+                    };
+                    invoke(&functions, call, body).await
                 }
             }
-        },
+        }
     };
     let mut response = response;
     if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
@@ -768,4 +828,111 @@ async fn serve_request(
         "api request"
     );
     response
+}
+
+/// What the gateway hands on to a route's function, besides the body.
+struct FunctionCall<'a> {
+    route: &'a gateway::Route,
+    parts: &'a axum::http::request::Parts,
+    path: &'a str,
+    request_id: &'a str,
+    /// The authorizer's verified token, on the routes behind it.
+    verified: Option<&'a authorizer::VerifiedJwt>,
+}
+
+/// Reads the body, invokes the route's function with the payload v2 event and answers its
+/// response (or API Gateway's own answer when the body is too large or the function too slow).
+async fn invoke(
+    functions: &Functions,
+    call: FunctionCall<'_>,
+    body: axum::body::Body,
+) -> axum::response::Response {
+    let Ok(bytes) = axum::body::to_bytes(body, gateway::MAX_REQUEST_BYTES).await else {
+        return gateway::gateway_answer(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    };
+    let http = HttpRequest {
+        method: &call.parts.method,
+        path: call.path,
+        raw_query: call.parts.uri.query().unwrap_or(""),
+        headers: &call.parts.headers,
+        body: &bytes,
+    };
+    let event = gateway::event(&http, call.route, call.request_id, call.verified);
+    let request = match gateway::lambda_request(&event) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::error!(%error, "the event could not be converted");
+            return gateway::gateway_answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal Server Error",
+            );
+        }
+    };
+    let answer = async {
+        match call.route.function() {
+            gateway::Function::Pay => functions.pay.handle(request).await,
+            gateway::Function::Query => functions.query.handle(request).await,
+            gateway::Function::Notify => functions.notify.handle(request).await,
+            gateway::Function::Admin => functions.admin.handle(request).await,
+        }
+    };
+    match tokio::time::timeout(gateway::INTEGRATION_TIMEOUT, answer).await {
+        Ok(response) => gateway::http_response(response),
+        Err(_) => gateway::gateway_answer(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),
+    }
+}
+
+/// The console's page (`/console/`, `/console` sends there), its `config.json`, and Cognito's
+/// endpoint for it (`POST /cognito-idp/`, passed to moto at `moto_endpoint`).
+fn console_routes<S: Clone + Send + Sync + 'static>(
+    dir: PathBuf,
+    config: serde_json::Value,
+    moto_endpoint: String,
+) -> Result<axum::Router<S>, Error> {
+    use axum::routing::{get, post};
+    let dir = Arc::new(dir);
+    let index_dir = dir.clone();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+    let moto_endpoint = Arc::new(format!("{moto_endpoint}/"));
+    Ok(axum::Router::new()
+        .route(
+            "/console",
+            get(|| async { axum::response::Redirect::permanent(console::PATH) }),
+        )
+        .route(
+            console::PATH,
+            get(move || {
+                let dir = index_dir.clone();
+                async move { console::serve(&dir, "").await }
+            }),
+        )
+        .route(
+            "/console/config.json",
+            get(move || {
+                let config = config.clone();
+                async move { axum::Json(config) }
+            }),
+        )
+        .route(
+            "/console/{*file}",
+            get(
+                move |axum::extract::Path(file): axum::extract::Path<String>| {
+                    let dir = dir.clone();
+                    async move { console::serve(&dir, &file).await }
+                },
+            ),
+        )
+        .route(
+            console::COGNITO_PATH,
+            post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let http = http.clone();
+                    let endpoint = moto_endpoint.clone();
+                    async move { cognito::proxy(&http, &endpoint, &headers, body).await }
+                },
+            ),
+        ))
 }

@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The whole local stack on 127.0.0.1: the AWS emulator (moto), the Alipay sandbox simulator,
-/// and the merchant API functions on their API Gateway routes. Once ready it writes
-/// `<local dir>/stack.json` (URLs, names, the merchant key id and its secret file); SIGINT
-/// (Ctrl-C) or SIGTERM stops everything, moto included, and removes that file.
+/// the merchant API functions on their API Gateway routes, and the operator console (its API
+/// behind the JWT authorizer, its page at /console/). Once ready it writes
+/// `<local dir>/stack.json` (URLs, names, the merchant key id and its secret file, the console's
+/// local users); SIGINT (Ctrl-C) or SIGTERM stops everything, moto included, and removes that
+/// file.
 ///
 /// The optional function variables (SYNC_AFTER_SECONDS, BARCODE_POLL_INTERVAL_MS, ...) are
 /// read from the environment. Unlike in Lambda (5 s), SYNC_AFTER_SECONDS defaults to 0: every
@@ -53,6 +55,7 @@ async fn main() -> ExitCode {
         local_dir: args.local_dir,
         knobs,
         emulator_faults: None,
+        console_dir: local_stack::console::default_dir(),
     };
     match local_stack::run(options).await {
         Ok(()) => ExitCode::SUCCESS,

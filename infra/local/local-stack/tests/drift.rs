@@ -1,7 +1,8 @@
 //! The local stack cannot drift from `template.yaml`, checked offline: the table as
 //! `aws_adapters::dynamo::schema` creates it, the queues and their pollers ([`expiry`],
-//! [`streams`]), the bucket's notification and the schedule ([`bills`]) against the template's
-//! resources, event source mappings and events.
+//! [`streams`]), the bucket's notification and the schedule ([`bills`]), the console's user pool
+//! and the JWT authorizer ([`cognito`], [`authorizer`]) against the template's resources, event
+//! source mappings and events.
 //!
 //! Each check answers the differences it finds; the tests assert there are none, and
 //! `every_check_sees_a_change_of_the_template` changes the parsed template in memory to show
@@ -12,7 +13,7 @@
 
 use aws_adapters::dynamo::schema::{KeyDefinition, table_definition};
 use chrono::{FixedOffset, NaiveDate, TimeZone};
-use local_stack::{bills, expiry, streams};
+use local_stack::{authorizer, bills, cognito, expiry, streams};
 use serde_norway::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -82,6 +83,14 @@ fn reference(value: &Value) -> Option<&str> {
     match value {
         Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
         _ => value.get("Ref")?.as_str(),
+    }
+}
+
+/// The text of `!Sub text` (short or long form).
+fn sub(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+        _ => value.get("Fn::Sub")?.as_str(),
     }
 }
 
@@ -616,6 +625,159 @@ fn schedule_differences(template: &Value) -> Differences {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The console's user pool and the JWT authorizer.
+
+const LOCAL_POOL_ID: &str = "us-east-1_LOCAL";
+
+/// The ids of the resources of `kind` whose `UserPoolId` is `!Ref pool`.
+fn of_pool<'t>(template: &'t Value, kind: &str, pool: &str) -> Vec<(&'t str, &'t Value)> {
+    at(template, &["Resources"])
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter(|(_, resource)| scalar(at(resource, &["Type"])).as_deref() == Some(kind))
+        .filter(|(_, resource)| {
+            reference(at(resource, &["Properties", "UserPoolId"])) == Some(pool)
+        })
+        .map(|(id, resource)| (id.as_str().unwrap_or_default(), resource))
+        .collect()
+}
+
+fn authorizer_differences(template: &Value) -> Differences {
+    let mut differences = Vec::new();
+    let authorizers = at(
+        template,
+        &["Resources", "HttpApi", "Properties", "Auth", "Authorizers"],
+    );
+    let names: Vec<&str> = authorizers
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, _)| name.as_str())
+        .collect();
+    let [name] = names[..] else {
+        differences.push(format!(
+            "HttpApi authorizers: template {names:?}, local one (the console's)"
+        ));
+        return differences;
+    };
+    let configured = at(authorizers, &[name]);
+    compare(
+        &mut differences,
+        &format!("{name} IdentitySource"),
+        scalar(at(configured, &["IdentitySource"])),
+        Some(authorizer::IDENTITY_SOURCE.to_owned()),
+    );
+    // The issuer names the pool as `${Pool}`: the local stack's issuer for a pool id.
+    let issuer = sub(at(configured, &["JwtConfiguration", "issuer"])).unwrap_or_default();
+    let pool = issuer
+        .rsplit_once("${")
+        .and_then(|(_, rest)| rest.strip_suffix('}'))
+        .unwrap_or_default();
+    compare(
+        &mut differences,
+        &format!("{name} issuer (for pool {LOCAL_POOL_ID})"),
+        issuer
+            .replace("${AWS::Region}", test_support::moto::REGION)
+            .replace(&format!("${{{pool}}}"), LOCAL_POOL_ID),
+        authorizer::issuer(test_support::moto::REGION, LOCAL_POOL_ID),
+    );
+    compare(
+        &mut differences,
+        &format!("{pool} Type"),
+        scalar(at(template, &["Resources", pool, "Type"])),
+        Some("AWS::Cognito::UserPool".to_owned()),
+    );
+    // The audience: the pool's one app client, the local stack's.
+    let audience: Vec<Option<&str>> = match at(configured, &["JwtConfiguration", "audience"]) {
+        Value::Sequence(items) => items.iter().map(reference).collect(),
+        other => vec![reference(other)],
+    };
+    let clients = of_pool(template, "AWS::Cognito::UserPoolClient", pool);
+    compare(
+        &mut differences,
+        &format!("{name} audience"),
+        audience,
+        clients.iter().map(|(id, _)| Some(*id)).collect(),
+    );
+    for (id, client) in &clients {
+        let client = at(client, &["Properties"]);
+        compare(
+            &mut differences,
+            &format!("{id} GenerateSecret"),
+            scalar(at(client, &["GenerateSecret"])),
+            Some("false".to_owned()),
+        );
+        compare(
+            &mut differences,
+            &format!("{id} ExplicitAuthFlows"),
+            items(at(client, &["ExplicitAuthFlows"]))
+                .iter()
+                .filter_map(scalar)
+                .collect::<BTreeSet<_>>(),
+            cognito::EXPLICIT_AUTH_FLOWS
+                .iter()
+                .map(|flow| (*flow).to_owned())
+                .collect(),
+        );
+    }
+    let properties = at(template, &["Resources", pool, "Properties"]);
+    compare(
+        &mut differences,
+        &format!("{pool} AllowAdminCreateUserOnly"),
+        scalar(at(
+            properties,
+            &["AdminCreateUserConfig", "AllowAdminCreateUserOnly"],
+        )),
+        Some(cognito::ALLOW_ADMIN_CREATE_USER_ONLY.to_string()),
+    );
+    compare(
+        &mut differences,
+        &format!("{pool} UsernameConfiguration.CaseSensitive"),
+        scalar(at(properties, &["UsernameConfiguration", "CaseSensitive"])),
+        Some(cognito::USERNAME_CASE_SENSITIVE.to_string()),
+    );
+    let policy = at(properties, &["Policies", "PasswordPolicy"]);
+    let local = cognito::PASSWORD_POLICY;
+    for (field, value) in [
+        ("MinimumLength", local.minimum_length.to_string()),
+        ("RequireLowercase", local.require_lowercase.to_string()),
+        ("RequireUppercase", local.require_uppercase.to_string()),
+        ("RequireNumbers", local.require_numbers.to_string()),
+        ("RequireSymbols", local.require_symbols.to_string()),
+        (
+            "TemporaryPasswordValidityDays",
+            local.temporary_password_validity_days.to_string(),
+        ),
+    ] {
+        compare(
+            &mut differences,
+            &format!("{pool} PasswordPolicy.{field}"),
+            scalar(at(policy, &[field])),
+            Some(value),
+        );
+    }
+    compare(
+        &mut differences,
+        &format!("{pool} groups (name, precedence)"),
+        of_pool(template, "AWS::Cognito::UserPoolGroup", pool)
+            .iter()
+            .map(|(_, group)| {
+                (
+                    scalar(at(group, &["Properties", "GroupName"])).unwrap_or_default(),
+                    scalar(at(group, &["Properties", "Precedence"])).unwrap_or_default(),
+                )
+            })
+            .collect::<BTreeSet<_>>(),
+        cognito::GROUPS
+            .iter()
+            .map(|(group, precedence)| ((*group).to_owned(), precedence.to_string()))
+            .collect(),
+    );
+    differences
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn assert_none(differences: Differences) {
     assert!(
@@ -651,6 +813,11 @@ fn the_bucket_notification_is_the_template_s() {
 #[test]
 fn the_schedule_is_the_template_s() {
     assert_none(schedule_differences(&template()));
+}
+
+#[test]
+fn the_user_pool_and_the_jwt_authorizer_are_the_template_s() {
+    assert_none(authorizer_differences(&template()));
 }
 
 /// A change to any compared value of the template is seen.
@@ -764,6 +931,81 @@ fn every_check_sees_a_change_of_the_template() {
             Value::from("cron(5 9-11 * * ? *)"),
             schedule_differences,
         ),
+        (
+            &[
+                "Resources",
+                "HttpApi",
+                "Properties",
+                "Auth",
+                "Authorizers",
+                "ConsoleStaff",
+                "IdentitySource",
+            ],
+            Value::from("$request.header.X-Token"),
+            authorizer_differences,
+        ),
+        (
+            &[
+                "Resources",
+                "HttpApi",
+                "Properties",
+                "Auth",
+                "Authorizers",
+                "ConsoleStaff",
+                "JwtConfiguration",
+                "issuer",
+            ],
+            Value::from("https://issuer.example.com"),
+            authorizer_differences,
+        ),
+        (
+            &[
+                "Resources",
+                "ConsoleUserPoolClient",
+                "Properties",
+                "ExplicitAuthFlows",
+            ],
+            serde_norway::from_str("[ALLOW_USER_SRP_AUTH, ALLOW_REFRESH_TOKEN_AUTH]").unwrap(),
+            authorizer_differences,
+        ),
+        (
+            &[
+                "Resources",
+                "ConsoleUserPoolClient",
+                "Properties",
+                "GenerateSecret",
+            ],
+            Value::from(true),
+            authorizer_differences,
+        ),
+        (
+            &[
+                "Resources",
+                "ConsoleUserPool",
+                "Properties",
+                "AdminCreateUserConfig",
+                "AllowAdminCreateUserOnly",
+            ],
+            Value::from(false),
+            authorizer_differences,
+        ),
+        (
+            &[
+                "Resources",
+                "ConsoleUserPool",
+                "Properties",
+                "Policies",
+                "PasswordPolicy",
+                "MinimumLength",
+            ],
+            Value::from(8),
+            authorizer_differences,
+        ),
+        (
+            &["Resources", "ConsoleViewerGroup", "Properties", "GroupName"],
+            Value::from("viewers"),
+            authorizer_differences,
+        ),
     ];
     for (path, value, check) in changes {
         let mut changed = template();
@@ -804,4 +1046,22 @@ fn every_check_sees_a_change_of_the_template() {
     );
     indexes.as_sequence_mut().unwrap().pop();
     assert!(!table_differences(&changed).is_empty());
+    // A second audience (another app client) is seen.
+    let mut changed = template();
+    let audience = at_mut(
+        &mut changed,
+        &[
+            "Resources",
+            "HttpApi",
+            "Properties",
+            "Auth",
+            "Authorizers",
+            "ConsoleStaff",
+            "JwtConfiguration",
+            "audience",
+        ],
+    );
+    let other: Value = serde_norway::from_str("!Ref OtherClient").unwrap();
+    audience.as_sequence_mut().unwrap().push(other);
+    assert!(!authorizer_differences(&changed).is_empty());
 }

@@ -213,6 +213,28 @@ impl Template {
         self.of_type("AWS::CloudWatch::Alarm").collect()
     }
 
+    /// `(method, path) -> the authorizer it names` (`Auth.Authorizer`) of every HttpApi event.
+    fn route_authorizers(&self) -> BTreeMap<(String, String), Option<String>> {
+        let mut authorizers = BTreeMap::new();
+        for (_, function) in self.functions() {
+            let Some(events) = at(function, &["Properties", "Events"]).as_mapping() else {
+                continue;
+            };
+            for event in events.values() {
+                if at(event, &["Type"]).as_str() != Some("HttpApi") {
+                    continue;
+                }
+                let method = text(event, &["Properties", "Method"]).to_ascii_uppercase();
+                let path = text(event, &["Properties", "Path"]).to_owned();
+                let authorizer = at(event, &["Properties", "Auth", "Authorizer"])
+                    .as_str()
+                    .map(str::to_owned);
+                authorizers.insert((method, path), authorizer);
+            }
+        }
+        authorizers
+    }
+
     /// `(method, path) -> function id` of every HttpApi event.
     fn http_routes(&self) -> BTreeMap<(String, String), String> {
         let mut routes = BTreeMap::new();
@@ -307,6 +329,17 @@ fn local_routes() -> Vec<Route> {
             out_trade_no: "T1".into(),
             out_request_no: "R1".into(),
         },
+        Route::AdminOrders,
+        Route::AdminOrder {
+            out_trade_no: "T1".into(),
+        },
+        Route::AdminAnomalies,
+        Route::ResolveAnomaly {
+            id: "T1%2Fpaid_after_close".into(),
+        },
+        Route::AdminReport {
+            date: "2026-12-07".into(),
+        },
     ]
 }
 
@@ -325,13 +358,11 @@ fn concrete(path: &str) -> String {
         .join("/")
 }
 
-#[test]
-fn the_routes_are_those_of_the_api_reference_and_the_local_stack() {
-    let template = Template::load();
-    let routes = template.http_routes();
-    let declared: BTreeSet<(String, String)> = routes.keys().cloned().collect();
-
-    let openapi = yaml("infra/api/openapi.yaml");
+/// The merchant API (no authorizer: its requests are signed) is the one `openapi.yaml`
+/// documents; the console's routes are behind the JWT authorizer, here and in the local stack.
+/// The (method, path) operations of an OpenAPI file.
+fn documented_routes(relative: &str) -> BTreeSet<(String, String)> {
+    let openapi = yaml(relative);
     let mut documented = BTreeSet::new();
     for (path, operations) in at(&openapi, &["paths"]).as_mapping().expect("paths") {
         for method in operations.as_mapping().expect("operations").keys() {
@@ -343,10 +374,118 @@ fn the_routes_are_those_of_the_api_reference_and_the_local_stack() {
             }
         }
     }
+    documented
+}
+
+#[test]
+fn the_console_page_is_private_in_s3_and_served_with_the_admin_api_on_one_origin() {
+    let template = Template::load();
+    let bucket = template.resource("ConsoleBucket");
+    for setting in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            at(
+                bucket,
+                &["Properties", "PublicAccessBlockConfiguration", setting]
+            )
+            .as_bool(),
+            Some(true),
+            "{setting}"
+        );
+    }
+    let statements = at(
+        template.resource("ConsoleBucketPolicy"),
+        &["Properties", "PolicyDocument", "Statement"],
+    )
+    .as_sequence()
+    .expect("statements");
+    assert_eq!(statements.len(), 1, "CloudFront's read only");
+    assert_eq!(text(&statements[0], &["Action"]), "s3:GetObject");
     assert_eq!(
-        declared, documented,
-        "template.yaml vs infra/api/openapi.yaml"
+        text(&statements[0], &["Principal", "Service"]),
+        "cloudfront.amazonaws.com"
     );
+    let config = at(
+        template.resource("ConsoleDistribution"),
+        &["Properties", "DistributionConfig"],
+    );
+    let origins = at(config, &["Origins"]).as_sequence().expect("origins");
+    let origin = |id: &str| {
+        origins
+            .iter()
+            .find(|o| text(o, &["Id"]) == id)
+            .unwrap_or_else(|| panic!("no origin {id}"))
+    };
+    assert_eq!(
+        get_att(at(origin("console-page"), &["DomainName"])).as_deref(),
+        Some("ConsoleBucket.RegionalDomainName")
+    );
+    assert!(
+        sub_text(at(origin("admin-api"), &["DomainName"]))
+            .is_some_and(|domain| domain.starts_with("${HttpApi}.execute-api.")),
+        "the API is the other origin"
+    );
+    assert_eq!(
+        text(config, &["DefaultCacheBehavior", "TargetOriginId"]),
+        "console-page"
+    );
+    let behaviors = at(config, &["CacheBehaviors"])
+        .as_sequence()
+        .expect("behaviors");
+    assert_eq!(behaviors.len(), 1);
+    assert_eq!(text(&behaviors[0], &["PathPattern"]), "/admin/*");
+    assert_eq!(text(&behaviors[0], &["TargetOriginId"]), "admin-api");
+    assert!(
+        strings(at(&behaviors[0], &["AllowedMethods"])).contains(&"POST".to_owned()),
+        "resolving is a POST"
+    );
+    // Every staff route is under /admin/, so CloudFront sends it to the API.
+    for ((_, path), authorizer) in template.route_authorizers() {
+        if authorizer.is_some() {
+            assert!(path.starts_with("/admin/"), "{path}");
+        }
+    }
+}
+
+#[test]
+fn the_routes_are_those_of_the_api_reference_and_the_local_stack() {
+    let template = Template::load();
+    let routes = template.http_routes();
+    let declared: BTreeSet<(String, String)> = routes.keys().cloned().collect();
+    let authorizers = template.route_authorizers();
+    let merchant: BTreeSet<(String, String)> = authorizers
+        .iter()
+        .filter(|(_, authorizer)| authorizer.is_none())
+        .map(|(route, _)| route.clone())
+        .collect();
+
+    let staff: BTreeSet<(String, String)> = declared.difference(&merchant).cloned().collect();
+    assert_eq!(
+        merchant,
+        documented_routes("infra/api/openapi.yaml"),
+        "template.yaml's routes without an authorizer vs infra/api/openapi.yaml"
+    );
+    assert_eq!(
+        staff,
+        documented_routes("infra/api/admin-openapi.yaml"),
+        "template.yaml's routes behind the JWT authorizer vs infra/api/admin-openapi.yaml"
+    );
+    let jwt_authorizers = at(
+        template.resource("HttpApi"),
+        &["Properties", "Auth", "Authorizers"],
+    );
+    for ((method, path), authorizer) in &authorizers {
+        if let Some(name) = authorizer {
+            assert!(
+                at(jwt_authorizers, &[name.as_str(), "JwtConfiguration"]).is_mapping(),
+                "{method} {path}: {name} is not a JWT authorizer of HttpApi"
+            );
+        }
+    }
 
     let local: BTreeSet<(String, String)> = local_routes()
         .iter()
@@ -370,6 +509,11 @@ fn the_routes_are_those_of_the_api_reference_and_the_local_stack() {
             route.function().name(),
             binary,
             "{method} {path}: {function_id} builds `{binary}`, the local stack serves it with another function"
+        );
+        assert_eq!(
+            route.needs_staff_token(),
+            authorizers[&(method.clone(), path.clone())].is_some(),
+            "{method} {path}: behind the JWT authorizer in one and not the other"
         );
     }
 }
@@ -739,8 +883,9 @@ fn functions_get_only_the_secrets_and_bucket_access_they_use() {
             .flat_map(|s| strings(at(s, &["Action"])))
             .collect();
         // notify verifies with Alipay's public key and sends no Alipay request; reconcile
-        // calls no Alipay API; publish-events only forwards the stream.
-        if ["notify", "reconcile", "publish-events"].contains(&binary) {
+        // calls no Alipay API; publish-events only forwards the stream; admin reads and writes
+        // the table and hands refunds to the expiry queue's re-check.
+        if ["notify", "reconcile", "publish-events", "admin"].contains(&binary) {
             assert!(
                 !actions.iter().any(|a| a.starts_with("secretsmanager:")),
                 "{id}: reads no secret"
@@ -918,6 +1063,7 @@ fn the_sam_local_env_file_gives_each_function_a_configuration_it_accepts() {
         let binary = template.binary(function);
         let loaded = match binary {
             "notify" => f2f_runtime::NotifyConfig::from_lookup(&lookup).map(|_| ()),
+            "admin" => f2f_runtime::AdminConfig::from_lookup(&lookup).map(|_| ()),
             "reconcile" => f2f_runtime::ReconcileConfig::from_lookup(&lookup).map(|_| ()),
             "publish-events" => {
                 assert!(lookup("EVENTS_QUEUE_URL").is_some_and(|url| url.ends_with(".fifo")));
