@@ -6,6 +6,7 @@
 //! - [`auth`]: merchant request authentication of a `lambda_http::Request`.
 //! - [`key_ring`]: the merchant API keys, read again from Secrets Manager on an interval.
 //! - [`error`]: the JSON error body and its stable codes.
+//! - [`event`]: API Gateway events made safe to convert (bytes a URI may not hold, encoded).
 //! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
 //! - [`telemetry`]: tracing and CloudWatch embedded metrics.
 //! - [`tls`]: the system's root certificates, read once and trusted by every client.
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod http;
 pub mod key_ring;
 pub mod telemetry;
@@ -47,7 +49,7 @@ where
         + 'static,
 {
     let answer = Arc::new(answer);
-    lambda_http::run(lambda_http::service_fn(move |request: Request| {
+    let adapter = lambda_http::Adapter::from(lambda_http::service_fn(move |request: Request| {
         let handler = handler.clone();
         let answer = answer.clone();
         async move {
@@ -55,6 +57,10 @@ where
             telemetry::flush_metrics();
             Ok::<_, Infallible>(response)
         }
-    }))
-    .await
+    }));
+    // lambda_http's own `run`, with the event made safe to convert first (see `event`).
+    let service = lambda_http::tower::ServiceBuilder::new()
+        .map_request(event::uri_safe_event)
+        .service(adapter);
+    lambda_http::lambda_runtime::run(service).await
 }
