@@ -709,28 +709,7 @@ mod tests {
     }
 
     fn paid(scene: Scene) -> Order {
-        let new = NewOrder {
-            out_trade_no: OutTradeNo::parse("T1").unwrap(),
-            amount: OrderAmount::from_fen(100).unwrap(),
-            subject: "coffee".into(),
-            scene,
-            store_id: None,
-            operator_id: None,
-            terminal_id: None,
-            request_hash: "h".into(),
-            expires_at: at(900),
-        };
-        Order::claim(new, at(0), Duration::seconds(30))
-            .0
-            .paid(
-                "2024".into(),
-                at(1),
-                PaymentSource::Query,
-                Buyer::default(),
-                at(1),
-            )
-            .unwrap()
-            .next
+        crate::test_orders::paid(scene)
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub mod out_request_no;
 pub mod out_trade_no;
 pub mod ports;
 pub mod refunding;
+#[cfg(test)]
+mod test_orders;
 
 pub use alipay::Fen;
 pub use amount::OrderAmount;

@@ -813,16 +813,11 @@ pub fn plan_refund_notice(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::order::{Buyer, NewOrder, PaymentSource, RefundStatus as Status};
-    use crate::{OrderAmount, Scene};
+    use crate::Scene;
+    use crate::order::RefundStatus as Status;
     use alipay::outcome::{Failure, UnknownCause};
-    use chrono::TimeZone;
 
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + seconds, 0)
-            .single()
-            .unwrap_or_default()
-    }
+    use crate::test_orders::at;
 
     fn no(text: &str) -> OutRequestNo {
         OutRequestNo::parse(text).unwrap_or_else(|e| unreachable!("{e}"))
@@ -830,28 +825,7 @@ mod tests {
 
     /// A paid order of 1.00 with a pending refund `r1` of 0.30.
     fn with_pending() -> Order {
-        let new = NewOrder {
-            out_trade_no: OutTradeNo::parse("T1").unwrap_or_else(|e| unreachable!("{e}")),
-            amount: OrderAmount::from_fen(100).unwrap_or_else(|_| unreachable!()),
-            subject: "tea".into(),
-            scene: Scene::Qr,
-            store_id: None,
-            operator_id: None,
-            terminal_id: None,
-            request_hash: "h".into(),
-            expires_at: at(900),
-        };
-        let paid = Order::claim(new, at(0), chrono::Duration::seconds(15))
-            .0
-            .paid(
-                "2024T1".into(),
-                at(1),
-                PaymentSource::Query,
-                Buyer::default(),
-                at(1),
-            )
-            .unwrap_or_else(|e| unreachable!("{e}"))
-            .next;
+        let paid = crate::test_orders::paid(Scene::Qr);
         let ask = NewRefund {
             out_request_no: no("r1"),
             amount_fen: 30,
@@ -984,30 +958,7 @@ mod tests {
 
     #[test]
     fn a_closed_trade_notified_with_the_whole_amount_refunded_settles_a_paid_barcode_order() {
-        let paid = |scene| {
-            let new = NewOrder {
-                out_trade_no: OutTradeNo::parse("T1").unwrap_or_else(|e| unreachable!("{e}")),
-                amount: OrderAmount::from_fen(100).unwrap_or_else(|_| unreachable!()),
-                subject: "tea".into(),
-                scene,
-                store_id: None,
-                operator_id: None,
-                terminal_id: None,
-                request_hash: "h".into(),
-                expires_at: at(900),
-            };
-            Order::claim(new, at(0), chrono::Duration::seconds(15))
-                .0
-                .paid(
-                    "2024T1".into(),
-                    at(1),
-                    PaymentSource::Query,
-                    Buyer::default(),
-                    at(1),
-                )
-                .unwrap_or_else(|e| unreachable!("{e}"))
-                .next
-        };
+        let paid = crate::test_orders::paid;
         // The cancel's refund, as Alipay notifies it: the trade closed, all of it refunded.
         let notice = RefundNotice {
             refund_fee_fen: 100,

@@ -12,6 +12,7 @@ use super::orders::{DynamoOrderStore, Item, day_pk, decode_event, decode_order, 
 use super::schema::{DAY_INDEX, GSI1PK, GSI1SK, GSI2PK, GSI2SK, STATUS_INDEX};
 use super::{PK, SK, s};
 use crate::error::describe;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -62,8 +63,32 @@ fn decode_cursor(
         .collect())
 }
 
-fn unavailable(operation: &str, error: impl std::fmt::Display) -> ReadError {
-    ReadError::Store(StoreError::Unavailable(format!("{operation}: {error}")))
+/// Sends one page's Query and decodes its items; the cursor of the next page, if any.
+async fn read_page<T>(
+    query: QueryFluentBuilder,
+    operation: &str,
+    decode: fn(Item) -> Result<T, StoreError>,
+) -> Result<Page<T>, ReadError> {
+    let page = query.send().await.map_err(|e| {
+        ReadError::Store(StoreError::Unavailable(format!(
+            "{operation}: {}",
+            describe(&e)
+        )))
+    })?;
+    let items = page
+        .items
+        .unwrap_or_default()
+        .into_iter()
+        .map(decode)
+        .collect::<Result<_, _>>()?;
+    Ok(Page {
+        items,
+        next: page
+            .last_evaluated_key
+            .filter(|key| !key.is_empty())
+            .and_then(|key| encode_cursor(&key)),
+        read_units: page.consumed_capacity.and_then(|c| c.capacity_units),
+    })
 }
 
 impl ConsoleReads for DynamoOrderStore {
@@ -103,24 +128,7 @@ impl ConsoleReads for DynamoOrderStore {
         if !conditions.is_empty() {
             query = query.filter_expression(conditions.join(" AND "));
         }
-        let page = query
-            .send()
-            .await
-            .map_err(|e| unavailable("orders_of_day", describe(&e)))?;
-        let items = page
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(decode_order)
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: page
-                .last_evaluated_key
-                .filter(|key| !key.is_empty())
-                .and_then(|key| encode_cursor(&key)),
-            read_units: page.consumed_capacity.and_then(|c| c.capacity_units),
-        })
+        read_page(query, "orders_of_day", decode_order).await
     }
 
     async fn history(&self, out_trade_no: &OutTradeNo) -> Result<Option<OrderHistory>, StoreError> {
@@ -184,24 +192,7 @@ impl ConsoleReads for DynamoOrderStore {
                     s(format!("{ANOMALY_SK_PREFIX}{}", kind.as_str())),
                 );
         }
-        let page = query
-            .send()
-            .await
-            .map_err(|e| unavailable("anomalies", describe(&e)))?;
-        let items = page
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(super::anomalies::decode)
-            .collect::<Result<_, _>>()?;
-        Ok(Page {
-            items,
-            next: page
-                .last_evaluated_key
-                .filter(|key| !key.is_empty())
-                .and_then(|key| encode_cursor(&key)),
-            read_units: page.consumed_capacity.and_then(|c| c.capacity_units),
-        })
+        read_page(query, "anomalies", super::anomalies::decode).await
     }
 }
 

@@ -1,0 +1,38 @@
+//! Orders the unit tests of several modules start from.
+
+use crate::order::{Buyer, NewOrder, Order, PaymentSource};
+use crate::{OrderAmount, OutTradeNo, Scene};
+use chrono::{DateTime, TimeZone, Utc};
+
+/// `seconds` after a fixed instant.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + seconds, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+/// Order `T1` of 1.00 yuan, claimed at `at(0)`, PAID at `at(1)` as trade `2024T1`.
+pub fn paid(scene: Scene) -> Order {
+    let new = NewOrder {
+        out_trade_no: OutTradeNo::parse("T1").unwrap_or_else(|e| unreachable!("{e}")),
+        amount: OrderAmount::from_fen(100).unwrap_or_else(|_| unreachable!()),
+        subject: "tea".into(),
+        scene,
+        store_id: None,
+        operator_id: None,
+        terminal_id: None,
+        request_hash: "h".into(),
+        expires_at: at(900),
+    };
+    Order::claim(new, at(0), chrono::Duration::seconds(15))
+        .0
+        .paid(
+            "2024T1".into(),
+            at(1),
+            PaymentSource::Query,
+            Buyer::default(),
+            at(1),
+        )
+        .unwrap_or_else(|e| unreachable!("{e}"))
+        .next
+}
