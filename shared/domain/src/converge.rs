@@ -596,17 +596,7 @@ mod tests {
     }
 
     fn order() -> Order {
-        let new = NewOrder {
-            out_trade_no: OutTradeNo::parse("T1").unwrap(),
-            amount: OrderAmount::from_fen(100).unwrap(),
-            subject: "coffee".into(),
-            scene: Scene::Qr,
-            store_id: None,
-            operator_id: None,
-            terminal_id: None,
-            request_hash: "h".into(),
-            expires_at: at(900),
-        };
+        let new = crate::test_orders::new_order("T1", 100, Scene::Qr);
         Order::claim(new, at(0), Duration::seconds(30)).0
     }
 

@@ -293,28 +293,14 @@ impl ExpiryScheduler for MemoryScheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Scene;
     use crate::anomaly::{AlipayFacts, AnomalyKind};
-    use crate::order::{Buyer, NewOrder, PaymentSource};
-    use crate::{OrderAmount, Scene};
-    use chrono::{Duration, TimeZone};
+    use crate::order::{Buyer, PaymentSource};
 
-    fn at(seconds: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
-    }
+    use crate::test_orders::at;
 
     fn claimed(no: &str, fen: i64) -> (Order, OrderEvent) {
-        let new = NewOrder {
-            out_trade_no: OutTradeNo::parse(no).unwrap(),
-            amount: OrderAmount::from_fen(fen).unwrap(),
-            subject: "tea".into(),
-            scene: Scene::Qr,
-            store_id: None,
-            operator_id: None,
-            terminal_id: None,
-            request_hash: "h".into(),
-            expires_at: at(900),
-        };
-        Order::claim(new, at(0), Duration::seconds(15))
+        crate::test_orders::claimed(no, fen, Scene::Qr)
     }
 
     #[tokio::test]

@@ -423,18 +423,8 @@ mod tests {
     }
 
     fn paid(amount_fen: i64) -> Order {
-        let new = NewOrder {
-            out_trade_no: OutTradeNo::generate(),
-            amount: OrderAmount::from_fen(amount_fen).unwrap_or_else(|_| unreachable!()),
-            subject: "tea".into(),
-            scene: Scene::Qr,
-            store_id: None,
-            operator_id: None,
-            terminal_id: None,
-            request_hash: "h".into(),
-            expires_at: at(900),
-        };
-        Order::claim(new, at(0), Duration::seconds(15))
+        let no = OutTradeNo::generate();
+        crate::test_orders::claimed(no.as_str(), amount_fen, Scene::Qr)
             .0
             .paid(
                 "2024".into(),
