@@ -20,7 +20,7 @@ help:
 	@echo "make bench  - RSA2 benchmarks (vs 'openssl speed' in the same run), the notification flood, bill parse-and-match (vs the parser alone), then bench-stack"
 	@echo "make chaos  - the fault run: CHAOS_PAYMENTS (default $(CHAOS_PAYMENTS)) payments of every kind against the local stack while the Alipay sandbox and the AWS emulator fail at random; every order must end as Alipay says, every event be published once, nothing be stuck; prints the counts"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
-	@echo "make fuzz   - every fuzz target (tests/fuzz, cargo-fuzz on nightly) for FUZZ_SECONDS each (default $(FUZZ_SECONDS)); FUZZ_TARGETS=... for some"
+	@echo "make fuzz   - every fuzz target (shared/fuzz, cargo-fuzz on nightly) for FUZZ_SECONDS each (default $(FUZZ_SECONDS)); FUZZ_TARGETS=... for some"
 	@echo "make fuzz-smoke - every fuzz target for $(FUZZ_SMOKE_SECONDS) s: they build, and their seeds and a short run find nothing"
 	@echo "make model-check - the order state machine model-checked: 10 000 generated interleavings of the real handlers against a model of Alipay (release mode; MODEL_CASES for more)"
 	@echo "make bench-init - cold starts: each function's release binary against a local Lambda Runtime API and the AWS emulator, init and first invocation next to a bare lambda_runtime hello-world in the same run"
@@ -86,18 +86,18 @@ schemathesis:
 	@./infra/scripts/test-deps.sh moto schemathesis
 	SCHEMATHESIS_MAX_EXAMPLES=$(SCHEMATHESIS_MAX_EXAMPLES) $(CARGO) test -p e2e-tests --test schemathesis -- --nocapture
 
-# The cargo-fuzz targets of tests/fuzz (libFuzzer, AddressSanitizer; the nightly toolchain,
+# The cargo-fuzz targets of shared/fuzz (libFuzzer, AddressSanitizer; the nightly toolchain,
 # cargo-fuzz installed by test-deps.sh), one after the other, each with its committed seeds
 # and what earlier runs found (.local/fuzz/corpus). A crash, timeout, leak or out-of-memory
-# fails the target, its input in tests/fuzz/artifacts/<target>/.
+# fails the target, its input in shared/fuzz/artifacts/<target>/.
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 10
 FUZZ_TARGETS ?=
 fuzz:
-	./tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	./shared/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 fuzz-smoke:
-	FUZZ_DEV=1 ./tests/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_DEV=1 ./shared/fuzz/run.sh $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
 # The fault run of tests/chaos with a batch of CHAOS_PAYMENTS (`make test` runs 36);
 # CHAOS_SEED picks another draw.

@@ -149,7 +149,7 @@ step_schemathesis() {
     say "schemathesis==$SCHEMATHESIS_VERSION installed ($VENV/bin/schemathesis)"
 }
 
-# cargo-fuzz (pinned) for the fuzz targets of tests/fuzz (`make fuzz`, `make fuzz-smoke`), built
+# cargo-fuzz (pinned) for the fuzz targets of shared/fuzz (`make fuzz`, `make fuzz-smoke`), built
 # from crates.io into .local/cargo-fuzz; running the targets also needs the nightly toolchain.
 CARGO_FUZZ_VERSION=0.13.1
 CARGO_FUZZ_ROOT="$LOCAL_DIR/cargo-fuzz"

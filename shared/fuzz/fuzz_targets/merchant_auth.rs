@@ -91,7 +91,7 @@ fn event(method: &str, path: &str, query: &str, headers: Map<String, Value>, bod
 /// What API Gateway can deliver: a method (an empty one would be read as `GET`), a path from
 /// `/` and a query of what HTTP can carry in a request line, together a URI (`lambda_http`
 /// panics on a query `http::Uri` refuses, such as one with a raw `"`, before any code of the
-/// function runs; see tests/fuzz/README.md).
+/// function runs; see shared/fuzz/README.md).
 fn deliverable(method: &str, path: &str, query: &str) -> bool {
     let visible = |text: &str| text.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
     !method.is_empty()

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# Runs the fuzz targets of tests/fuzz (cargo-fuzz: libFuzzer with AddressSanitizer) for SECONDS
+# Runs the fuzz targets of shared/fuzz (cargo-fuzz: libFuzzer with AddressSanitizer) for SECONDS
 # each, one after the other, and prints each one's executions, rate, peak memory and verdict from
 # libFuzzer's final statistics. `make fuzz` and `make fuzz-smoke` call it.
 #
-# Usage: tests/fuzz/run.sh SECONDS [TARGET...]   (default: every target)
+# Usage: shared/fuzz/run.sh SECONDS [TARGET...]   (default: every target)
 #
-# The committed seeds (tests/fuzz/corpus/<target>) are read, never written: what a run finds
+# The committed seeds (shared/fuzz/corpus/<target>) are read, never written: what a run finds
 # goes to .local/fuzz/corpus/<target>, kept for the next run. A crash (a panic or a failed
 # property), a timeout (one input over 10 s), a leak or more than 2 GiB of memory stops that
-# target with the input that caused it in tests/fuzz/artifacts/<target>/ (replay it with
-# `cargo +nightly fuzz run --fuzz-dir tests/fuzz <target> <file>`); the other targets still
+# target with the input that caused it in shared/fuzz/artifacts/<target>/ (replay it with
+# `cargo +nightly fuzz run --fuzz-dir shared/fuzz <target> <file>`); the other targets still
 # run, and the script exits non-zero. Logs: .local/fuzz/logs/<target>.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seconds=${1:?usage: tests/fuzz/run.sh SECONDS [TARGET...]}
+seconds=${1:?usage: shared/fuzz/run.sh SECONDS [TARGET...]}
 shift
-FUZZ_DIR=tests/fuzz
+FUZZ_DIR=shared/fuzz
 WORK=.local/fuzz
 
 # Like every other tool of `make test`, installed here when missing (rustup's minimal profile).

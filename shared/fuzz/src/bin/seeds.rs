@@ -5,7 +5,7 @@
 //! regenerated and compared:
 //!
 //! ```sh
-//! cargo run --manifest-path tests/fuzz/Cargo.toml --features seeds --bin seeds -- tests/fuzz/corpus
+//! cargo run --manifest-path shared/fuzz/Cargo.toml --features seeds --bin seeds -- shared/fuzz/corpus
 //! ```
 
 use alipay::Fen;

@@ -17,19 +17,19 @@ use std::task::{Context, Poll, Waker};
 pub mod fixtures {
     /// The `alipay_trade_pay_response` node of a signed `alipay.trade.pay` answer.
     pub const PAY_NODE: &str =
-        include_str!("../../../shared/alipay/tests/fixtures/trade_pay_response_node.json");
+        include_str!("../../alipay/tests/fixtures/trade_pay_response_node.json");
     /// Its `sign`.
     pub const PAY_SIGN: &str =
-        include_str!("../../../shared/alipay/tests/fixtures/trade_pay_response_sign.txt");
+        include_str!("../../alipay/tests/fixtures/trade_pay_response_sign.txt");
     /// The public key that verifies it.
     pub const PAY_KEY: &str =
-        include_str!("../../../shared/alipay/tests/fixtures/alipay_public_key_10_1.txt");
+        include_str!("../../alipay/tests/fixtures/alipay_public_key_10_1.txt");
     /// A signed trade notification's decoded parameters, `[[name, value], ...]`.
     pub const NOTIFY_PARAMS: &str =
-        include_str!("../../../shared/alipay/tests/fixtures/trade_notification_params.json");
+        include_str!("../../alipay/tests/fixtures/trade_notification_params.json");
     /// The public key that verifies it.
     pub const NOTIFY_KEY: &str =
-        include_str!("../../../shared/alipay/tests/fixtures/alipay_public_key_10_2.txt");
+        include_str!("../../alipay/tests/fixtures/alipay_public_key_10_2.txt");
 }
 
 fn fixture_verifier(key: &str) -> AlipayVerifier {
