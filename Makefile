@@ -21,6 +21,7 @@ help:
 	@echo "make chaos  - the fault run: CHAOS_PAYMENTS (default $(CHAOS_PAYMENTS)) payments of every kind against the local stack while the Alipay sandbox and the AWS emulator fail at random; every order must end as Alipay says, every event be published once, nothing be stuck; prints the counts"
 	@echo "make bench-stack - the local stack's create rate, compared with moto's raw write rate in the same run, its business events rate, and reconciliation (read units per 1,000 orders, a 100,000-row day end to end)"
 	@echo "make fuzz   - every fuzz target (shared/fuzz, cargo-fuzz on nightly) for FUZZ_SECONDS each (default $(FUZZ_SECONDS)); FUZZ_TARGETS=... for some"
+	@echo "             FUZZ_RUNS=N stops each after N executions; FUZZ_TRACE_COMPARES=0 builds without comparison tracing (faster long runs)"
 	@echo "make fuzz-smoke - every fuzz target for $(FUZZ_SMOKE_SECONDS) s: they build, and their seeds and a short run find nothing"
 	@echo "make model-check - the order state machine model-checked: 10 000 generated interleavings of the real handlers against a model of Alipay (release mode; MODEL_CASES for more)"
 	@echo "make bench-init - cold starts: each function's release binary against a local Lambda Runtime API and the AWS emulator, init and first invocation next to a bare lambda_runtime hello-world in the same run"
