@@ -41,8 +41,11 @@ pub fn uri_safe_event(mut event: LambdaEvent<LambdaRequest>) -> LambdaEvent<Lamb
             .into_iter()
             .flatten()
         {
-            if let Cow::Owned(safe) = uri_safe(part) {
-                *part = safe;
+            // Compared, not matched on `Cow::Owned`: a text that is one escaped byte (`"`)
+            // comes back borrowed, as the escape itself.
+            let safe = uri_safe(part);
+            if safe != part.as_str() {
+                *part = safe.into_owned();
             }
         }
     }
@@ -85,6 +88,19 @@ mod tests {
         );
         assert_eq!(request.uri().path(), "/v1/payments/T%221");
         assert_eq!(crate::http::raw_path(&request), "/v1/payments/T%221");
+    }
+
+    #[test]
+    fn a_query_that_is_one_byte_a_uri_may_not_hold_is_encoded() {
+        for (raw, safe) in [
+            ("\"", "%22"),
+            ("<", "%3C"),
+            (" ", "%20"),
+            ("中", "%E4%B8%AD"),
+        ] {
+            let request = converted(event("/v1/payments", raw));
+            assert_eq!(request.uri().query(), Some(safe), "{raw:?}");
+        }
     }
 
     #[test]
