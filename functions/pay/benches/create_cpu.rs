@@ -8,7 +8,8 @@
 //! AWS SDK calls (signing, serialisation, HTTP), the Alipay call (RSA2 signing of the request,
 //! RSA2 verification of the answer, HTTP) and the JSON answer.
 //!
-//! Logs are formatted as in Lambda (JSON, INFO) and discarded.
+//! Logs are formatted as the function writes them in Lambda (JSON, INFO; `LOG_LEVEL` to change)
+//! and discarded.
 //!
 //! The emulator's HTTP server closes every connection after its answer; AWS endpoints keep
 //! them open. So the function's AWS clients talk to a keep-alive proxy in front of the emulator
@@ -139,13 +140,17 @@ impl ProxyThread {
 }
 
 fn main() -> TestResult {
-    // Logs as in Lambda (JSON at INFO), formatted and discarded: their CPU counts, a pipe's
-    // does not. (Installed before the harness's DEBUG capture, which then stays off.)
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::sink)
-        .try_init();
+    // Logs as the function writes them in Lambda (its own subscriber, JSON at INFO; `LOG_LEVEL`
+    // to change), formatted and discarded: their CPU counts, a pipe's does not. (Installed
+    // before the harness's DEBUG capture, which then stays off.)
+    let level = std::env::var("LOG_LEVEL")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing::level_filters::LevelFilter::INFO);
+    f2f_runtime::telemetry::install_tracing(
+        &f2f_runtime::telemetry::LogSettings { json: true, level },
+        std::io::sink,
+    );
     let creates: u32 = std::env::var("CREATES")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -27,7 +27,6 @@ where
         match self.store.claim(&order, &event).await? {
             Claim::Claimed => {
                 count("order_claimed");
-                tracing::info!(scene = ?order.scene(), amount_fen = order.amount().fen().get(), "order claimed");
                 self.proceed(order, request, false).await
             }
             // Leases are compared with the precise time (a released lease ends "now").

@@ -80,7 +80,7 @@ where
         }
         let payment = validation::parse(body)?;
         record_out_trade_no(payment.out_trade_no.as_str());
-        tracing::info!(key_id, scene = ?payment.scene, generated = payment.generated_out_trade_no, "create payment");
+        tracing::info!(key_id, scene = ?payment.scene, amount_fen = payment.amount.fen().get(), generated = payment.generated_out_trade_no, "create payment");
         let created = self
             .payments
             .create(&payment)

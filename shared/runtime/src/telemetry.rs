@@ -1,7 +1,7 @@
 //! Logs and metrics.
 //!
-//! Logs: `tracing`, initialised by `lambda_runtime`'s default subscriber, which writes JSON
-//! when Lambda's `AWS_LAMBDA_LOG_FORMAT` is `JSON` and human-readable lines otherwise, at
+//! Logs: `tracing`, as `lambda_runtime`'s default subscriber writes them (see [`init_tracing`]):
+//! JSON when Lambda's `AWS_LAMBDA_LOG_FORMAT` is `JSON` and human-readable lines otherwise, at
 //! `AWS_LAMBDA_LOG_LEVEL` / `RUST_LOG` (default INFO). Every request runs in a span carrying
 //! the API Gateway request id and, once known, the `out_trade_no`.
 //!
@@ -12,9 +12,13 @@
 use crate::config::Function;
 use crate::error::ApiError;
 use lambda_http::http::StatusCode;
+use lambda_http::tracing::subscriber;
+use lambda_http::tracing::subscriber::filter::{EnvFilter, LevelFilter};
+use lambda_http::tracing::subscriber::fmt::MakeWriter;
 use lambda_http::{Body, Request, Response};
 use metrics_cloudwatch_embedded::Collector;
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -24,9 +28,61 @@ pub const NAMESPACE: &str = "AlipayF2F";
 
 static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 
-/// Installs the global tracing subscriber (call once, from `main`).
+/// Installs the global tracing subscriber (call once, from `main`): Lambda's log settings,
+/// to stdout.
 pub fn init_tracing() {
-    lambda_http::tracing::init_default_subscriber();
+    install_tracing(&LogSettings::from_lambda_env(), std::io::stdout);
+}
+
+/// How logs are written: what `lambda_runtime`'s default subscriber reads from Lambda's
+/// environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogSettings {
+    /// One JSON object a line (`AWS_LAMBDA_LOG_FORMAT=JSON`, as the template sets).
+    pub json: bool,
+    /// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG`, else INFO.
+    pub level: LevelFilter,
+}
+
+impl LogSettings {
+    pub fn from_lambda_env() -> LogSettings {
+        let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+            .or_else(|_| std::env::var("RUST_LOG"))
+            .ok()
+            .and_then(|level| LevelFilter::from_str(&level).ok())
+            .unwrap_or(LevelFilter::INFO);
+        let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
+            .is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+        LogSettings { json, level }
+    }
+}
+
+/// Installs the global tracing subscriber, writing to `writer` (benchmarks format their logs
+/// and discard them); nothing if one is installed already.
+///
+/// As `lambda_runtime`'s default subscriber (no time: CloudWatch stamps each line; no target;
+/// `RUST_LOG` directives honoured), except that a JSON line carries its request span once
+/// (`span`), not again as the list of every open span: a request has one span, and the list
+/// made every line half as long again.
+pub fn install_tracing<W>(settings: &LogSettings, writer: W)
+where
+    W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
+{
+    let logs = subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .with_env_filter(
+            EnvFilter::builder()
+                .with_default_directive(settings.level.into())
+                .from_env_lossy(),
+        )
+        .with_writer(writer);
+    // An error only says that a subscriber is installed already.
+    let _ = if settings.json {
+        logs.json().with_span_list(false).try_init()
+    } else {
+        logs.try_init()
+    };
 }
 
 /// Installs the EMF metrics recorder for `function` (call once, from `main`). Without it
