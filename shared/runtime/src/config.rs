@@ -27,6 +27,7 @@
 //! | `MAX_BODY_BYTES` | optional | default 16384 |
 //! | `BILL_BUCKET` | bill-fetch | the bucket daily bills are stored in |
 //! | `BILL_DEADLINE_HOUR` | optional | bill-fetch: Beijing hour of the next day after which a missing bill means a day without trades (alarmed), default 12 (9–23) |
+//! | `AWS_ATTEMPT_TIMEOUT_MS` | optional | how long one attempt of a DynamoDB, SQS or Secrets Manager call may take before it is abandoned and retried (3 attempts), default 5000 (100–60000) |
 //! | `FUNCTION_TIMEOUT_SECONDS` | optional | the Lambda timeout the schedule must fit (pay 60, query 10) |
 
 use secrecy::SecretString;
@@ -129,6 +130,12 @@ pub struct AlipaySettings {
     pub request_timeout: Duration,
 }
 
+/// How long one attempt of a DynamoDB, SQS or Secrets Manager call may take before the SDK
+/// abandons it and retries (standard policy, 3 attempts), unless `AWS_ATTEMPT_TIMEOUT_MS`
+/// says otherwise: these calls answer in milliseconds, so a longer one is a stalled
+/// connection, and 3 attempts fit in the functions' 15 s.
+pub const DEFAULT_AWS_ATTEMPT_TIMEOUT_MS: u64 = 5_000;
+
 /// The timing knobs of the payment flows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Knobs {
@@ -146,6 +153,8 @@ pub struct Knobs {
     pub refund_recheck_after: Duration,
     /// The Beijing hour of the next day after which a missing bill means a day without trades.
     pub bill_deadline_hour: u32,
+    /// How long one attempt of an AWS call on the request path may take.
+    pub aws_attempt_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -431,6 +440,11 @@ impl Config {
             )?),
             bill_deadline_hour: u32::try_from(env.number("BILL_DEADLINE_HOUR", 12, (9, 23))?)
                 .unwrap_or(12),
+            aws_attempt_timeout: env.millis(
+                "AWS_ATTEMPT_TIMEOUT_MS",
+                DEFAULT_AWS_ATTEMPT_TIMEOUT_MS,
+                (100, 60_000),
+            )?,
         };
         let bill_bucket = match function {
             Function::BillFetch => Some(env.required("BILL_BUCKET")?),
@@ -547,6 +561,20 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_attempt_timeout_is_bounded() {
+        for (value, valid) in [
+            ("50", false),
+            ("100", true),
+            ("60000", true),
+            ("60001", false),
+        ] {
+            let mut vars = base();
+            vars.insert("AWS_ATTEMPT_TIMEOUT_MS", value);
+            assert_eq!(load(&vars, Function::Pay).is_ok(), valid, "{value}");
+        }
+    }
+
+    #[test]
     fn reads_a_complete_environment_with_defaults() {
         let config = load(&base(), Function::Pay).unwrap();
         assert_eq!(config.nonces_table, "orders");
@@ -554,6 +582,7 @@ mod tests {
         assert_eq!(config.knobs.poll_duration, Duration::from_secs(24));
         assert_eq!(config.knobs.claim_lease, Duration::from_secs(15));
         assert_eq!(config.merchant_keys_refresh, Duration::from_secs(300));
+        assert_eq!(config.knobs.aws_attempt_timeout, Duration::from_secs(5));
         assert!(config.barcode_worst_case() <= Duration::from_secs(60));
         let shown = format!("{config:?}");
         assert!(!shown.contains("secret-looking"), "{shown}");
