@@ -25,7 +25,7 @@ pub use aws_sdk_dynamodb;
 pub use aws_sdk_s3;
 pub use aws_sdk_secretsmanager;
 pub use aws_sdk_sqs;
-pub use config::aws_config;
+pub use config::{aws_config, config_loader};
 pub use dynamo::nonces::DynamoNonceStore;
 pub use dynamo::orders::DynamoOrderStore;
 pub use error::describe;

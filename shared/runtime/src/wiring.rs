@@ -50,7 +50,7 @@ pub async fn build(config: &Config) -> Result<Adapters, WiringError> {
     build_with(config, &sdk).await
 }
 
-/// The SDK's default configuration chain (as `aws_adapters::aws_config`), with an HTTP
+/// The SDK's configuration chain (`aws_adapters::config_loader`), with an HTTP
 /// client that trusts the system's roots read once (see [`crate::tls`]): neither the
 /// loader's own clients nor the service clients read the certificate store again.
 pub async fn aws_config() -> Result<SdkConfig, WiringError> {
@@ -60,10 +60,7 @@ pub async fn aws_config() -> Result<SdkConfig, WiringError> {
             what: "the AWS HTTP client",
             reason: e.to_string(),
         })?;
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .load()
-        .await)
+    Ok(aws_adapters::config_loader().http_client(http).load().await)
 }
 
 /// Builds the adapters with a given SDK configuration (tests point it at the emulator).
