@@ -144,7 +144,7 @@ CERT_BUNDLE := $(firstword $(wildcard /etc/ssl/certs/ca-certificates.crt /etc/pk
 bench-init:
 	@./infra/scripts/test-deps.sh moto
 	$(CARGO) build --release -p pay -p query -p notify -p timeout-close -p bill-fetch \
-		-p reconcile -p publish-events
+		-p reconcile -p publish-events -p admin
 	$(CARGO) bench -p bench-init --bench init
 	@echo "The same, every process reading only the bundle file $(CERT_BUNDLE) (Amazon Linux 2023 has one file; Debian also a folder of the same roots):"
 	BENCH_INIT_CERT_BUNDLE=$(CERT_BUNDLE) $(CARGO) bench -p bench-init --bench init

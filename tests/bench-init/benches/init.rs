@@ -46,7 +46,7 @@ const BIN_DIR_ENV: &str = "BENCH_INIT_BIN_DIR";
 const CERT_BUNDLE_ENV: &str = "BENCH_INIT_CERT_BUNDLE";
 const DEFAULT_ROUNDS: usize = 15;
 const HELLO: &str = "hello-world";
-const FUNCTIONS: [&str; 7] = [
+const FUNCTIONS: [&str; 8] = [
     "pay",
     "query",
     "notify",
@@ -54,6 +54,7 @@ const FUNCTIONS: [&str; 7] = [
     "bill-fetch",
     "reconcile",
     "publish-events",
+    "admin",
 ];
 const TABLE: &str = "bench-orders";
 const BUCKET: &str = "bench-bills";
@@ -344,6 +345,16 @@ fn subject(name: &'static str, binary: PathBuf, fixture: &Fixture) -> Subject {
             vec![var("EVENTS_QUEUE_URL", &fixture.events_queue_url)],
             |_| json!({"Records": []}),
         ),
+        // A viewer listing the open anomalies (one DynamoDB Query).
+        "admin" => (vec![table, bucket, expiry], |_| {
+            let mut event = api_gateway_event("GET", "/admin/anomalies", &BTreeMap::new(), "");
+            event["rawQueryString"] = json!("status=open");
+            event["requestContext"]["authorizer"] = json!({"jwt": {
+                "claims": {"cognito:username": "viewer", "cognito:groups": "[viewer]"},
+                "scopes": null
+            }});
+            event
+        }),
         _ => (Vec::new(), |_| json!({})),
     };
     Subject {
