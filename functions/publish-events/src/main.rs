@@ -17,7 +17,7 @@ const EVENTS_QUEUE_URL: &str = "EVENTS_QUEUE_URL";
 // cross-thread wake-ups (a third of the pay function's CPU per create; `create_cpu` bench).
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    f2f_runtime::telemetry::init_tracing();
     let queue_url = std::env::var(EVENTS_QUEUE_URL)
         .ok()
         .filter(|url| !url.trim().is_empty())
