@@ -50,6 +50,10 @@ demo:
 test-deps:
 	@./infra/scripts/test-deps.sh
 
+# The suite is built once per run, so cargo's incremental caches would only add to the disk a
+# clean checkout needs (they hold another copy of every workspace crate's code); a CI machine
+# ran out of disk with them. `cargo test` by hand keeps them.
+test: export CARGO_INCREMENTAL ?= 0
 test: lint lint-template test-deps
 	$(CARGO) test --workspace --all-features --no-fail-fast
 	$(MAKE) fuzz-smoke
