@@ -335,6 +335,30 @@ fn gbk_notifications_verify_over_gbk_bytes_and_decode_afterwards() -> TestResult
     Ok(())
 }
 
+/// Found by fuzzing (`notify_signed`): GBK is not a round trip for every character. The
+/// encoder (WHATWG's gb18030 index, as encoding_rs implements it) writes the private-use U+E78F
+/// as A6DB, which the decoder reads as U+FE11 (︑, its GB18030-2022 meaning). The signature is
+/// over the bytes, so such a notification verifies, and its value is what the bytes mean.
+#[test]
+fn a_gbk_value_reads_as_its_bytes_mean_where_gbk_is_no_round_trip() -> TestResult {
+    let (alipay_key, _) = PrivateKey::generate()?;
+    let verifier = AlipayVerifier::PublicKey(alipay_key.public_key()?);
+    let params = [
+        ("charset", "gb2312"),
+        ("out_trade_no", "T1"),
+        ("seller_email", "shop\u{e78f}@example.com"),
+    ];
+    let body = notify::sign_form(&params, encoding_rs::GBK, &alipay_key)?;
+    assert!(body.contains("shop%A6%DB%40example.com"), "{body}");
+    let verified = notify::verify(body.as_bytes(), &verifier)?;
+    assert_eq!(
+        verified.get("seller_email"),
+        Some("shop\u{fe11}@example.com")
+    );
+    assert_eq!(verified.get("out_trade_no"), Some("T1"));
+    Ok(())
+}
+
 #[test]
 fn notifications_with_a_non_rsa2_sign_type_are_refused() -> TestResult {
     let (alipay_key, _) = PrivateKey::generate()?;
