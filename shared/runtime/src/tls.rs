@@ -4,9 +4,9 @@
 //! Left to themselves, each reads the whole store at init: the SDK's client (through
 //! `rustls-native-certs`) and reqwest's platform verifier (which, on Linux, does the same scan
 //! again), and on Lambda's file system that scan is most of what the Alipay client adds to a
-//! cold start. Here the store is read once ([`system_store`]: the same places, `SSL_CERT_FILE` /
-//! `SSL_CERT_DIR`, else the platform's usual ones, and a quicker PEM decoder), and the
-//! certificates that rustls accepts as trust anchors are handed to both clients. Verification is unchanged: certificates and
+//! cold start. Here the store is read once, with the same discovery (`SSL_CERT_FILE` /
+//! `SSL_CERT_DIR`, else the platform's usual places), and the certificates that rustls accepts
+//! as trust anchors are handed to both clients. Verification is unchanged: certificates and
 //! host names are checked by rustls's WebPKI verifier against these roots, which is what the
 //! platform verifier does on Linux.
 
@@ -21,8 +21,6 @@ use aws_smithy_http_client::{Builder, Connector};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::sync::{Arc, OnceLock};
-
-pub mod system_store;
 
 /// Why the roots could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,16 +55,15 @@ impl TrustRoots {
     }
 
     fn read_system() -> Result<TrustRoots, TlsError> {
-        let found = system_store::load(&system_store::Locations::from_env());
-        if let Some(first) = found.errors.first() {
+        let found = rustls_native_certs::load_native_certs();
+        if !found.errors.is_empty() {
             // As the SDK and reqwest do: a broken entry of the store is skipped, not fatal.
             tracing::warn!(
                 errors = found.errors.len(),
-                first = %first,
                 "some entries of the system certificate store could not be read"
             );
         }
-        Self::from_der(found.certificates)
+        Self::from_der(found.certs.into_iter().map(|der| der.to_vec()))
     }
 
     /// The certificates that rustls accepts as trust anchors; the others are skipped (both
