@@ -10,7 +10,8 @@
 //!
 //! A malformed bill (not a ZIP, no detail entry, a missing column, a truncated file, totals
 //! that disagree) is rejected with a report saying why, and nothing is applied: the whole bill
-//! is read and matched before the first write. Reconciling the same bill again (same SHA-256)
+//! is read and matched before the first write. Its rejection ends the invocation without an
+//! error: the same bytes cannot pass on a retry. Reconciling the same bill again (same SHA-256)
 //! finds its report and does nothing.
 
 pub mod bill;
@@ -216,8 +217,6 @@ where
         identity: &BillIdentity,
         reason: String,
     ) -> ReconcileError {
-        count("reconcile_malformed_bill");
-        tracing::error!(key, reason, "malformed bill rejected; nothing was applied");
         let rejection = serde_json::json!({
             "day": day,
             "bill": identity,
@@ -230,8 +229,12 @@ where
             .put(&report::rejected_key(day), body, "application/json", &[])
             .await
         {
-            tracing::error!(%error, "the rejection could not be written");
+            // Unrecorded, the rejection is an error Lambda retries (the bucket may answer then).
+            tracing::error!(key, reason, %error, "malformed bill; the rejection could not be written");
+            return ReconcileError::Objects(error);
         }
+        count("reconcile_malformed_bill");
+        tracing::error!(key, reason, "malformed bill rejected; nothing was applied");
         ReconcileError::Malformed {
             key: key.to_owned(),
             reason,
@@ -275,6 +278,9 @@ where
             Err(ReconcileError::NotABill(key)) => {
                 tracing::warn!(key, "not a bill; ignored");
             }
+            // Recorded (`rejected.json`, `reconcile_malformed_bill` and its alarm): a retry
+            // would read the same bytes and refuse them again.
+            Err(ReconcileError::Malformed { .. }) => {}
             Err(error) => return Err(error),
         }
     }

@@ -390,6 +390,30 @@ async fn a_malformed_bill_is_rejected_with_a_report_and_changes_nothing() -> Tes
         None
     );
     assert_eq!(written(&s.env).await?, before);
+    // Delivered as S3's event: the rejection ends the invocation without an error, so Lambda
+    // does not retry the same bytes; the rejection is written (again) and nothing else.
+    s.objects
+        .put(
+            "reports/2024-01-02/rejected.json",
+            b"{}".to_vec(),
+            "application/json",
+            &[],
+        )
+        .await?;
+    let mut event: Value =
+        serde_json::from_str(include_str!("../../../tests/events/s3-bill-stored.json"))?;
+    event["Records"][0]["s3"]["bucket"]["name"] = json!(s.objects.bucket());
+    event["Records"][0]["s3"]["object"]["key"] = json!(key);
+    let event: aws_lambda_events::event::s3::S3Event = serde_json::from_value(event)?;
+    reconcile::handle_event(&s.reconciler(), &event).await?;
+    let rewritten = s
+        .objects
+        .read("reports/2024-01-02/rejected.json")
+        .await?
+        .ok_or_else(|| err("no rejection report"))?;
+    let rewritten: Value = serde_json::from_slice(&rewritten)?;
+    assert_eq!(rewritten["rejected"], rejected["rejected"], "{rewritten}");
+    assert_eq!(written(&s.env).await?, before);
     // Not a bill at all: ignored.
     assert!(matches!(
         s.reconciler()
