@@ -2,7 +2,8 @@
 //! configures it: the token from the `Authorization` header (bare or after `Bearer `), an RSA
 //! signature by a key of the user pool's JWKS (fetched once, at start), `iss` the pool's issuer,
 //! `aud` (or, without `aud`, `client_id`) the app client, `exp` in the future, `nbf` and `iat`
-//! not. Anything else is `401 {"message":"Unauthorized"}` and the function is not called; a
+//! not. Anything else is `401 {"message":"Unauthorized"}` with a `www-authenticate` challenge
+//! ([`Refusal::challenge`]) and the function is not called; a
 //! verified token's claims reach the function in `requestContext.authorizer.jwt`, rendered as
 //! API Gateway renders them (every claim a string, arrays as `[a b]`).
 
@@ -23,7 +24,7 @@ pub fn issuer(region: &str, user_pool_id: &str) -> String {
     format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}")
 }
 
-/// Why a request was refused (logged; the caller only sees `401 Unauthorized`).
+/// Why a request was refused (logged, and told in the 401's `www-authenticate` header).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("no Authorization header")]
@@ -34,10 +35,28 @@ pub enum Refusal {
     UnknownKey,
     #[error("the token does not verify: {0}")]
     Invalid(String),
-    #[error("the token is not for this API's audience")]
+    // API Gateway's own words for this case (its JWT authorizer troubleshooting guide).
+    #[error("the token does not have a valid audience")]
     WrongAudience,
     #[error("the token was issued in the future")]
     IssuedInTheFuture,
+}
+
+impl Refusal {
+    /// The 401's `www-authenticate` value, in the form API Gateway documents for a refused
+    /// token (`Bearer scope="" error="invalid_token" error_description="…"`); a request without
+    /// a token gets the bare scheme, as RFC 6750 asks when no credentials were sent.
+    pub fn challenge(&self) -> String {
+        match self {
+            Refusal::NoToken => "Bearer".to_owned(),
+            refusal => {
+                let description = refusal.to_string().replace(['"', '\\'], "'");
+                format!(
+                    "Bearer scope=\"\" error=\"invalid_token\" error_description=\"{description}\""
+                )
+            }
+        }
+    }
 }
 
 /// A verified token as the function sees it: `requestContext.authorizer.jwt`.

@@ -800,7 +800,14 @@ async fn serve_request(
             match verified {
                 Err(refusal) => {
                     tracing::info!(%refusal, request_id, "the JWT authorizer refused the request");
-                    gateway::gateway_answer(StatusCode::UNAUTHORIZED, "Unauthorized")
+                    let mut answer =
+                        gateway::gateway_answer(StatusCode::UNAUTHORIZED, "Unauthorized");
+                    if let Ok(challenge) = axum::http::HeaderValue::from_str(&refusal.challenge()) {
+                        answer
+                            .headers_mut()
+                            .insert(axum::http::header::WWW_AUTHENTICATE, challenge);
+                    }
+                    answer
                 }
                 Ok(verified) => {
                     let call = FunctionCall {

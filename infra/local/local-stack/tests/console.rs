@@ -134,20 +134,48 @@ async fn anomalies(
     Ok((status, body))
 }
 
-/// API Gateway's own refusal: the function was not called.
+/// How API Gateway's documentation words a token of another audience.
+const WRONG_AUDIENCE: &str = "the token does not have a valid audience";
+
+/// API Gateway's own refusal: the function was not called. Returns the `www-authenticate`
+/// challenge's description (empty when no token was sent: the challenge is then `Bearer`).
 async fn assert_refused_by_the_gateway(
     http: &reqwest::Client,
     api: &str,
     authorization: Option<&str>,
     what: &str,
-) -> TestResult {
-    let (status, body) = anomalies(http, api, authorization).await?;
+) -> Result<String, Error> {
+    let mut request = http.get(format!("{api}/admin/anomalies"));
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let response = request.send().await?;
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let status = response.status().as_u16();
+    let body: Value = response.json().await?;
     assert_eq!(
         (status, body),
         (401, json!({"message": "Unauthorized"})),
         "{what}"
     );
-    Ok(())
+    let challenge = challenge.ok_or_else(|| format!("{what}: no www-authenticate"))?;
+    if authorization.is_none() {
+        assert_eq!(challenge, "Bearer", "{what}");
+    }
+    // No token (or an empty one): the bare scheme.
+    if challenge == "Bearer" {
+        return Ok(String::new());
+    }
+    let description = challenge
+        .strip_prefix(r#"Bearer scope="" error="invalid_token" error_description=""#)
+        .and_then(|rest| rest.strip_suffix('"'))
+        .ok_or_else(|| format!("{what}: {challenge}"))?;
+    assert!(!description.is_empty(), "{what}: {challenge}");
+    Ok(description.to_owned())
 }
 
 fn now() -> i64 {
@@ -349,13 +377,14 @@ async fn staff_tokens(stack: &LocalStack) -> TestResult {
         .and_then(|client| client.client_id)
         .ok_or("no client id")?;
     let token = id_token(&http, stack, &other_client, &viewer).await?;
-    assert_refused_by_the_gateway(
+    let refused = assert_refused_by_the_gateway(
         &http,
         api,
         Some(&format!("Bearer {token}")),
         "another client's token",
     )
     .await?;
+    assert_eq!(refused, WRONG_AUDIENCE);
     let other_pool = cognito::create(&stack.aws_sdk_config()).await?;
     let token = id_token(&http, stack, &other_pool.client_id, &operator).await?;
     assert_refused_by_the_gateway(
@@ -385,7 +414,12 @@ async fn staff_tokens(stack: &LocalStack) -> TestResult {
         let mut claims = viewer_claims.clone();
         claims[claim] = value;
         let token = signed_by_moto(&claims)?;
-        assert_refused_by_the_gateway(&http, api, Some(&format!("Bearer {token}")), what).await?;
+        let refused =
+            assert_refused_by_the_gateway(&http, api, Some(&format!("Bearer {token}")), what)
+                .await?;
+        if claim == "aud" {
+            assert_eq!(refused, WRONG_AUDIENCE);
+        }
     }
 
     // The route is matched first: an unknown console path is API Gateway's 404, token or not.
