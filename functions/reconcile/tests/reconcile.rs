@@ -191,6 +191,16 @@ async fn written(env: &Env) -> TestResult<(usize, usize)> {
     Ok((env.items("EVENT#").await?, env.items("ANOMALY#").await?))
 }
 
+/// The day's `rejected.json`.
+async fn rejection(objects: &S3Objects, day: NaiveDate) -> TestResult<Value> {
+    let key = reconcile::report::rejected_key(day);
+    let body = objects
+        .read(&key)
+        .await?
+        .ok_or_else(|| err(format!("no rejection report {key}")))?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
 fn tally(summary: &reconcile::report::Summary, class: Class) -> u64 {
     summary.classes.get(&class).map_or(0, |t| t.count)
 }
@@ -375,12 +385,7 @@ async fn a_malformed_bill_is_rejected_with_a_report_and_changes_nothing() -> Tes
         matches!(refused, Err(ReconcileError::Malformed { .. })),
         "{refused:?}"
     );
-    let rejected = s
-        .objects
-        .read("reports/2024-01-02/rejected.json")
-        .await?
-        .ok_or_else(|| err("no rejection report"))?;
-    let rejected: Value = serde_json::from_slice(&rejected)?;
+    let rejected = rejection(&s.objects, day).await?;
     assert!(
         rejected["rejected"].as_str().is_some_and(|r| !r.is_empty()),
         "{rejected}"
@@ -406,12 +411,7 @@ async fn a_malformed_bill_is_rejected_with_a_report_and_changes_nothing() -> Tes
     event["Records"][0]["s3"]["object"]["key"] = json!(key);
     let event: aws_lambda_events::event::s3::S3Event = serde_json::from_value(event)?;
     reconcile::handle_event(&s.reconciler(), &event).await?;
-    let rewritten = s
-        .objects
-        .read("reports/2024-01-02/rejected.json")
-        .await?
-        .ok_or_else(|| err("no rejection report"))?;
-    let rewritten: Value = serde_json::from_slice(&rewritten)?;
+    let rewritten = rejection(&s.objects, day).await?;
     assert_eq!(rewritten["rejected"], rejected["rejected"], "{rewritten}");
     assert_eq!(written(&s.env).await?, before);
     // Not a bill at all: ignored.

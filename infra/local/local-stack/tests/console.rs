@@ -122,16 +122,31 @@ async fn anomalies(
     api: &str,
     authorization: Option<&str>,
 ) -> Result<(u16, Value), Error> {
+    let (status, body, _) = anomalies_answer(http, api, authorization).await?;
+    Ok((status, body))
+}
+
+/// The same, with the answer's `www-authenticate` header.
+async fn anomalies_answer(
+    http: &reqwest::Client,
+    api: &str,
+    authorization: Option<&str>,
+) -> Result<(u16, Value, Option<String>), Error> {
     let mut request = http.get(format!("{api}/admin/anomalies"));
     if let Some(value) = authorization {
         request = request.header("authorization", value);
     }
     let response = request.send().await?;
     let status = response.status().as_u16();
+    let challenge = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let body = response.bytes().await?;
     let body = serde_json::from_slice(&body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    Ok((status, body))
+    Ok((status, body, challenge))
 }
 
 /// How API Gateway's documentation words a token of another audience.
@@ -145,18 +160,7 @@ async fn assert_refused_by_the_gateway(
     authorization: Option<&str>,
     what: &str,
 ) -> Result<String, Error> {
-    let mut request = http.get(format!("{api}/admin/anomalies"));
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    let response = request.send().await?;
-    let challenge = response
-        .headers()
-        .get("www-authenticate")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let status = response.status().as_u16();
-    let body: Value = response.json().await?;
+    let (status, body, challenge) = anomalies_answer(http, api, authorization).await?;
     assert_eq!(
         (status, body),
         (401, json!({"message": "Unauthorized"})),
