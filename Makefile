@@ -150,7 +150,7 @@ bench-init:
 	$(CARGO) build --release -p pay -p query -p notify -p timeout-close -p bill-fetch \
 		-p reconcile -p publish-events -p admin
 	$(CARGO) bench -p bench-init --bench init
-	@echo "The same, every process reading only the bundle file $(CERT_BUNDLE) (Amazon Linux 2023 has one file; Debian also a folder of the same roots):"
+	@echo "The same, the functions trusting the store SSL_CERT_FILE=$(CERT_BUNDLE) names instead of their bundled roots (read at init, as on Amazon Linux 2023):"
 	BENCH_INIT_CERT_BUNDLE=$(CERT_BUNDLE) $(CARGO) bench -p bench-init --bench init
 
 clean-local:

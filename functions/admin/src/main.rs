@@ -1,6 +1,6 @@
 //! Wires the table, the reports bucket and the expiry queue once, then serves the console's API.
 
-use f2f_runtime::{AdminConfig, Function, telemetry};
+use f2f_runtime::{AdminConfig, Function, telemetry, wiring};
 use std::sync::Arc;
 
 // A sandbox handles one event at a time on a share of a vCPU: one thread spares the
@@ -12,7 +12,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     telemetry::init_metrics(Function::Admin)?;
-    let sdk = aws_adapters::aws_config().await;
+    let sdk = wiring::aws_config().await.inspect_err(|error| {
+        tracing::error!(%error, "the AWS configuration could not be built");
+    })?;
     let api = Arc::new(admin::wired(&sdk, &config));
     tracing::info!("admin function ready");
     f2f_runtime::serve(api, |api, request| {

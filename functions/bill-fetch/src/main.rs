@@ -16,8 +16,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     telemetry::init_metrics(Function::BillFetch)?;
-    // One read of the system's root certificates for the S3 client, the clients the
-    // adapters build and the Alipay client.
+    // One set of trusted roots for the S3 client, the clients the adapters build and the
+    // Alipay client.
     let sdk = wiring::aws_config().await.inspect_err(|error| {
         tracing::error!(%error, "the AWS configuration could not be built");
     })?;

@@ -13,7 +13,9 @@ async fn main() -> Result<(), lambda_http::Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     telemetry::init_metrics(Function::Notify)?;
-    let sdk = aws_adapters::aws_config().await;
+    let sdk = wiring::aws_config().await.inspect_err(|error| {
+        tracing::error!(%error, "the AWS configuration could not be built");
+    })?;
     let adapters = wiring::build_notify(&config, &sdk)
         .await
         .inspect_err(|error| {

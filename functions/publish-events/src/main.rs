@@ -28,7 +28,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .cloudwatch_namespace(f2f_runtime::telemetry::NAMESPACE)
         .with_dimension("Function", "publish-events")
         .init()?;
-    let config = aws_adapters::aws_config().await;
+    let config = f2f_runtime::wiring::aws_config()
+        .await
+        .inspect_err(|error| {
+            tracing::error!(%error, "the AWS configuration could not be built");
+        })?;
     let publisher = Arc::new(Publisher {
         sink: SqsEventSink::new(aws_sdk_sqs::Client::new(&config), queue_url),
     });

@@ -3,7 +3,7 @@
 
 use aws_adapters::{DynamoOrderStore, S3Objects, aws_sdk_dynamodb, aws_sdk_s3};
 use aws_lambda_events::event::s3::S3Event;
-use f2f_runtime::{Function, ReconcileConfig, SystemClock, telemetry};
+use f2f_runtime::{Function, ReconcileConfig, SystemClock, telemetry, wiring};
 use lambda_runtime::{LambdaEvent, service_fn};
 use reconcile::{Reconciler, handle_event};
 use std::sync::Arc;
@@ -17,7 +17,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tracing::error!(%error, "invalid configuration");
     })?;
     telemetry::init_metrics(Function::Reconcile)?;
-    let sdk = aws_adapters::aws_config().await;
+    let sdk = wiring::aws_config().await.inspect_err(|error| {
+        tracing::error!(%error, "the AWS configuration could not be built");
+    })?;
     let reconciler = Arc::new(Reconciler {
         store: DynamoOrderStore::new(aws_sdk_dynamodb::Client::new(&sdk), config.orders_table)
             .acting_as(Function::Reconcile.name()),

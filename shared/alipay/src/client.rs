@@ -52,8 +52,8 @@ pub struct ClientConfig {
     /// Whole-call budget for [`AlipayClient::download_bill`] (a bill can be large).
     pub bill_download_timeout: Duration,
     pub max_bill_bytes: u64,
-    /// The only roots the gateway's certificate may chain to (DER), when the caller has
-    /// already read the system store and shares it (the Lambda functions do, once per cold
+    /// The only roots the gateway's certificate may chain to (DER), when the caller chooses
+    /// them and shares them with its other clients (the Lambda functions do, once per cold
     /// start). `None`: reqwest's platform verifier, which reads the system store itself when
     /// the client is built.
     pub root_certificates: Option<RootCertificates>,

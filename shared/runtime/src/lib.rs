@@ -9,7 +9,7 @@
 //! - [`event`]: API Gateway events made safe to convert (bytes a URI may not hold, encoded).
 //! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
 //! - [`telemetry`]: tracing and CloudWatch embedded metrics.
-//! - [`tls`]: the system's root certificates, read once and trusted by every client.
+//! - [`tls`]: the trusted root certificates (bundled, or the store the environment names), shared by every client.
 //! - [`clock`]: the system clock.
 
 pub mod auth;
@@ -19,6 +19,7 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod key_ring;
+mod pem;
 pub mod telemetry;
 pub mod tls;
 pub mod view;

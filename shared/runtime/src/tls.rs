@@ -1,14 +1,21 @@
-//! The trusted root certificates, read from the system store once per process and shared by
-//! the AWS SDK's HTTP client and the Alipay client.
+//! The trusted root certificates, chosen once per process and shared by the AWS SDK's HTTP
+//! client and the Alipay client.
 //!
-//! Left to themselves, each reads the whole store at init: the SDK's client (through
-//! `rustls-native-certs`) and reqwest's platform verifier (which, on Linux, does the same scan
-//! again), and on Lambda's file system that scan is most of what the Alipay client adds to a
-//! cold start. Here the store is read once, with the same discovery (`SSL_CERT_FILE` /
-//! `SSL_CERT_DIR`, else the platform's usual places), and the certificates that rustls accepts
-//! as trust anchors are handed to both clients. Verification is unchanged: certificates and
-//! host names are checked by rustls's WebPKI verifier against these roots, which is what the
-//! platform verifier does on Linux.
+//! By default the functions trust Mozilla's root program as bundled into the binary by
+//! `webpki-root-certs` (the set Node.js and Python's `certifi` trust by default, which the
+//! official Alipay SDKs of those languages rely on; AWS's endpoints chain to Amazon's roots in
+//! it); updating them is a dependency update.
+//! Reading a system store instead (Amazon Linux's bundle file: its Base64, then a parse of
+//! each root) cost pay's cold start about 1.5 ms, nearly half of what it adds to a bare
+//! runtime's init (`make bench-init`). Setting `SSL_CERT_FILE` or
+//! `SSL_CERT_DIR` (a private CA, a TLS-inspecting proxy) makes the functions trust that store
+//! instead, read once with rustls-native-certs's discovery.
+//!
+//! Either way both clients get the same roots: left to themselves, each would read the whole
+//! store at init, the SDK's client through `rustls-native-certs` and reqwest's platform
+//! verifier again. Verification is unchanged: certificates and host names are checked by
+//! rustls's WebPKI verifier against these roots, which is what the platform verifier does on
+//! Linux.
 
 use alipay::client::RootCertificates;
 use aws_config::SdkConfig;
@@ -18,20 +25,21 @@ use aws_smithy_http_client::proxy::ProxyConfig;
 use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore};
 use aws_smithy_http_client::{Builder, Connector};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use std::sync::{Arc, OnceLock};
 
 /// Why the roots could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
-    #[error("no usable root certificate was found in the system store")]
+    #[error("no usable root certificate was found in the certificate store")]
     NoRoots,
     #[error("the AWS HTTP client could not be configured: {0}")]
     AwsClient(String),
 }
 
-/// The system's trusted roots, as DER for the Alipay client and as PEM for the SDK.
+/// The bundled roots as PEM, written by the build script (the SDK's trust store takes PEM only).
+const BUNDLED_PEM: &str = include_str!(concat!(env!("OUT_DIR"), "/bundled-roots.pem"));
+
+/// Trusted roots, as DER for the Alipay client and as PEM for the SDK.
 #[derive(Clone)]
 pub struct TrustRoots {
     der: RootCertificates,
@@ -47,23 +55,51 @@ impl std::fmt::Debug for TrustRoots {
 }
 
 impl TrustRoots {
-    /// The system's roots, read on the first call and kept for the life of the process (the
-    /// SDK keeps its own copy the same way).
-    pub fn system() -> Result<TrustRoots, TlsError> {
-        static SYSTEM: OnceLock<Result<TrustRoots, TlsError>> = OnceLock::new();
-        SYSTEM.get_or_init(Self::read_system).clone()
+    /// The roots the functions trust: the store `SSL_CERT_FILE` / `SSL_CERT_DIR` name, else the
+    /// bundled ones. Chosen on the first call and kept for the life of the process.
+    pub fn for_functions() -> Result<TrustRoots, TlsError> {
+        static CHOSEN: OnceLock<Result<TrustRoots, TlsError>> = OnceLock::new();
+        CHOSEN
+            .get_or_init(|| {
+                let file = std::env::var_os("SSL_CERT_FILE");
+                let dir = std::env::var_os("SSL_CERT_DIR");
+                if names_a_store(file.as_deref(), dir.as_deref()) {
+                    Self::read_named_store()
+                } else {
+                    Ok(Self::bundled())
+                }
+            })
+            .clone()
     }
 
-    fn read_system() -> Result<TrustRoots, TlsError> {
+    /// Mozilla's roots as bundled by `webpki-root-certs`. Every one is a trust anchor rustls
+    /// accepts (a test checks it), so none is parsed here.
+    pub fn bundled() -> TrustRoots {
+        let der = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|certificate| certificate.to_vec())
+            .collect();
+        TrustRoots {
+            der: RootCertificates::new(der),
+            pem: Arc::from(BUNDLED_PEM.as_bytes()),
+        }
+    }
+
+    fn read_named_store() -> Result<TrustRoots, TlsError> {
         let found = rustls_native_certs::load_native_certs();
         if !found.errors.is_empty() {
             // As the SDK and reqwest do: a broken entry of the store is skipped, not fatal.
             tracing::warn!(
                 errors = found.errors.len(),
-                "some entries of the system certificate store could not be read"
+                "some entries of the certificate store could not be read"
             );
         }
-        Self::from_der(found.certs.into_iter().map(|der| der.to_vec()))
+        let roots = Self::from_der(found.certs.into_iter().map(|der| der.to_vec()))?;
+        tracing::info!(
+            certificates = roots.der.len(),
+            "trusting the certificate store named by SSL_CERT_FILE / SSL_CERT_DIR"
+        );
+        Ok(roots)
     }
 
     /// The certificates that rustls accepts as trust anchors; the others are skipped (both
@@ -81,19 +117,15 @@ impl TrustRoots {
             }
         }
         if skipped > 0 {
-            tracing::warn!(skipped, "some system root certificates are not usable");
+            tracing::warn!(
+                skipped,
+                "some root certificates of the store are not usable"
+            );
         }
         if kept.is_empty() {
             return Err(TlsError::NoRoots);
         }
-        // One Base64 line per certificate: the SDK's PEM reader takes it, and it is several
-        // times quicker to write than 64-column lines.
-        let mut pem = String::with_capacity(kept.iter().map(|der| der.len() * 4 / 3 + 64).sum());
-        for der in &kept {
-            pem.push_str("-----BEGIN CERTIFICATE-----\n");
-            STANDARD.encode_string(der, &mut pem);
-            pem.push_str("\n-----END CERTIFICATE-----\n");
-        }
+        let pem = crate::pem::certificates(kept.iter().map(Vec::as_slice));
         Ok(TrustRoots {
             der: RootCertificates::new(kept),
             pem: Arc::from(pem.into_bytes()),
@@ -154,9 +186,18 @@ impl TrustRoots {
     }
 }
 
+/// Whether the environment names a certificate store (an empty variable names none).
+fn names_a_store(file: Option<&std::ffi::OsStr>, dir: Option<&std::ffi::OsStr>) -> bool {
+    [file, dir]
+        .into_iter()
+        .any(|name| name.is_some_and(|name| !name.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
 
     fn self_signed() -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
@@ -174,6 +215,67 @@ mod tests {
         let pem = String::from_utf8(roots.pem.to_vec()).unwrap();
         assert_eq!(pem.matches("-----BEGIN CERTIFICATE-----").count(), 1);
         assert_eq!(format!("{roots:?}"), "TrustRoots { certificates: 1 }");
+    }
+
+    #[test]
+    fn the_bundled_pem_holds_exactly_the_bundled_certificates() {
+        let roots = TrustRoots::bundled();
+        let pem = std::str::from_utf8(&roots.pem).unwrap();
+        let decoded: Vec<Vec<u8>> = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .map(|line| STANDARD.decode(line).unwrap())
+            .collect();
+        let bundled: Vec<&[u8]> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|certificate| certificate.as_ref())
+            .collect();
+        assert_eq!(decoded, bundled);
+        assert_eq!(roots.certificates().iter().collect::<Vec<_>>(), bundled);
+        assert_eq!(
+            pem.matches("-----BEGIN CERTIFICATE-----").count(),
+            bundled.len()
+        );
+    }
+
+    #[test]
+    fn every_bundled_root_is_a_trust_anchor() {
+        let bundled = TrustRoots::bundled();
+        assert!(bundled.certificates().len() > 100, "{bundled:?}");
+        let checked =
+            TrustRoots::from_der(bundled.certificates().iter().map(<[u8]>::to_vec)).unwrap();
+        assert_eq!(checked.certificates(), bundled.certificates());
+    }
+
+    #[test]
+    fn the_bundle_holds_the_roots_aws_endpoints_chain_to() {
+        // Amazon Trust Services' roots, which AWS documents for its service endpoints.
+        let bundled = TrustRoots::bundled();
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 2",
+            "Amazon Root CA 3",
+            "Amazon Root CA 4",
+        ] {
+            assert!(
+                bundled
+                    .certificates()
+                    .iter()
+                    .any(|der| der.windows(name.len()).any(|part| part == name.as_bytes())),
+                "{name} is not bundled"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_non_empty_variable_names_a_store() {
+        let file = Some(std::ffi::OsStr::new("/etc/ssl/cert.pem"));
+        let empty = Some(std::ffi::OsStr::new(""));
+        assert!(!names_a_store(None, None));
+        assert!(!names_a_store(empty, empty));
+        assert!(names_a_store(file, None));
+        assert!(names_a_store(None, file));
+        assert!(names_a_store(empty, file));
     }
 
     #[test]

@@ -51,10 +51,10 @@ pub async fn build(config: &Config) -> Result<Adapters, WiringError> {
 }
 
 /// The SDK's configuration chain (`aws_adapters::config_loader`), with an HTTP
-/// client that trusts the system's roots read once (see [`crate::tls`]): neither the
-/// loader's own clients nor the service clients read the certificate store again.
+/// client that trusts the functions' roots (see [`crate::tls`]): neither the loader's own
+/// clients nor the service clients read the certificate store.
 pub async fn aws_config() -> Result<SdkConfig, WiringError> {
-    let http = TrustRoots::system()
+    let http = TrustRoots::for_functions()
         .and_then(|roots| roots.aws_http_client())
         .map_err(|e| WiringError::Invalid {
             what: "the AWS HTTP client",
@@ -65,10 +65,10 @@ pub async fn aws_config() -> Result<SdkConfig, WiringError> {
 
 /// Builds the adapters with a given SDK configuration (tests point it at the emulator).
 ///
-/// The system's root certificates are read once (see [`crate::tls`]) and trusted by the
-/// Alipay client and, unless `sdk` brings an HTTP client of its own, by the AWS clients.
+/// The functions' root certificates (see [`crate::tls`]) are trusted by the Alipay client
+/// and, unless `sdk` brings an HTTP client of its own, by the AWS clients.
 pub async fn build_with(config: &Config, sdk: &SdkConfig) -> Result<Adapters, WiringError> {
-    let roots = TrustRoots::system().map_err(|e| WiringError::Invalid {
+    let roots = TrustRoots::for_functions().map_err(|e| WiringError::Invalid {
         what: "the trusted root certificates",
         reason: e.to_string(),
     })?;

@@ -1,6 +1,7 @@
 //! The AWS SDK's HTTP client built on the shared trust roots (`f2f_runtime::tls`) makes real
 //! TLS connections: a call to a local HTTPS server whose certificate chains to the given root
-//! succeeds, and one to a server of another root is refused.
+//! succeeds, and one to a server of another root, or of a private one with the bundled roots,
+//! is refused.
 
 use aws_adapters::aws_sdk_dynamodb;
 use f2f_runtime::tls::TrustRoots;
@@ -102,12 +103,8 @@ async fn the_sdk_connects_to_a_server_certified_by_a_shared_root() -> TestResult
     Ok(())
 }
 
-#[tokio::test]
-async fn the_sdk_refuses_a_server_certified_by_another_root() -> TestResult {
-    let (trusted, other) = (authority()?, authority()?);
-    let port = serve(&other).await?;
-    let roots = TrustRoots::from_der([trusted.der.clone()])?;
-    let refused = client(&roots, port)?.list_tables().send().await;
+async fn assert_refused(roots: &TrustRoots, port: u16) -> TestResult {
+    let refused = client(roots, port)?.list_tables().send().await;
     let error = refused
         .err()
         .ok_or("a server of another root was trusted")?;
@@ -116,4 +113,17 @@ async fn the_sdk_refuses_a_server_certified_by_another_root() -> TestResult {
         "{error:?}"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn the_sdk_refuses_a_server_certified_by_another_root() -> TestResult {
+    let (trusted, other) = (authority()?, authority()?);
+    let port = serve(&other).await?;
+    assert_refused(&TrustRoots::from_der([trusted.der.clone()])?, port).await
+}
+
+#[tokio::test]
+async fn the_bundled_roots_do_not_trust_a_private_authority() -> TestResult {
+    let port = serve(&authority()?).await?;
+    assert_refused(&TrustRoots::bundled(), port).await
 }

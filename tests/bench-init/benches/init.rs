@@ -20,12 +20,13 @@
 //! it (`cargo test --all-targets`) one round of whatever binaries the build profile has, as a
 //! smoke test.
 //!
-//! The functions read the system's root certificates at init. Where they are looked for
-//! decides the cost: Debian keeps every root twice (a bundle file and a folder of hashed
-//! files) and rustls-native-certs reads both; Amazon Linux 2023, Lambda's `provided.al2023`,
-//! keeps one bundle file. `BENCH_INIT_CERT_BUNDLE=<file>` gives every process (the
-//! hello-world included) `SSL_CERT_FILE=<file>` and an empty `SSL_CERT_DIR`, so a run on a
-//! Debian machine reads one bundle as Lambda would; `make bench-init` runs both ways.
+//! The processes start with an empty environment but for what each needs, so the functions
+//! trust their bundled root certificates, as deployed. `BENCH_INIT_CERT_BUNDLE=<file>` gives
+//! every process (the hello-world included) `SSL_CERT_FILE=<file>` and an empty
+//! `SSL_CERT_DIR`: the functions then read that store at init instead, as one configured to
+//! trust a store of its own would on Lambda's Amazon Linux 2023 (one bundle file; Debian also
+//! keeps a folder of the same roots, which `SSL_CERT_DIR` would make them read twice).
+//! `make bench-init` runs both ways.
 
 use aws_adapters::{aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_secretsmanager, aws_sdk_sqs};
 use bench_init::{Answer, RuntimeApi};
