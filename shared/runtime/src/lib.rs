@@ -9,7 +9,8 @@
 //! - [`event`]: API Gateway events made safe to convert (bytes a URI may not hold, encoded).
 //! - [`http`]: request parts (raw path, raw query, request id) and JSON answers.
 //! - [`telemetry`]: tracing and CloudWatch embedded metrics.
-//! - [`tls`]: the trusted root certificates (bundled, or the store the environment names), shared by every client.
+//! - [`tls`]: the trusted root certificates (bundled, or the store the environment names),
+//!   shared by every client.
 //! - [`clock`]: the system clock.
 
 pub mod auth;

@@ -4,12 +4,11 @@
 //! By default the functions trust Mozilla's root program as bundled into the binary by
 //! `webpki-root-certs` (the set Node.js and Python's `certifi` trust by default, which the
 //! official Alipay SDKs of those languages rely on; AWS's endpoints chain to Amazon's roots in
-//! it); updating them is a dependency update.
-//! Reading a system store instead (Amazon Linux's bundle file: its Base64, then a parse of
-//! each root) cost pay's cold start about 1.5 ms, nearly half of what it adds to a bare
-//! runtime's init (`make bench-init`). Setting `SSL_CERT_FILE` or
-//! `SSL_CERT_DIR` (a private CA, a TLS-inspecting proxy) makes the functions trust that store
-//! instead, read once with rustls-native-certs's discovery.
+//! it); updating them is a dependency update. Reading a system store instead (Amazon Linux's
+//! bundle file: its Base64, then a parse of each root) cost pay's cold start about 1.5 ms,
+//! nearly half of what it adds to a bare runtime's init (`make bench-init`). Setting
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR` (a private CA, a TLS-inspecting proxy) makes the
+//! functions trust that store instead, read once with rustls-native-certs's discovery.
 //!
 //! Either way both clients get the same roots: left to themselves, each would read the whole
 //! store at init, the SDK's client through `rustls-native-certs` and reqwest's platform
