@@ -399,7 +399,7 @@ async fn a_malformed_bill_is_rejected_with_a_report_and_changes_nothing() -> Tes
     // does not retry the same bytes; the rejection is written (again) and nothing else.
     s.objects
         .put(
-            "reports/2024-01-02/rejected.json",
+            &reconcile::report::rejected_key(day),
             b"{}".to_vec(),
             "application/json",
             &[],

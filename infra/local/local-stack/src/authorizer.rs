@@ -3,9 +3,9 @@
 //! signature by a key of the user pool's JWKS (fetched once, at start), `iss` the pool's issuer,
 //! `aud` (or, without `aud`, `client_id`) the app client, `exp` in the future, `nbf` and `iat`
 //! not. Anything else is `401 {"message":"Unauthorized"}` with a `www-authenticate` challenge
-//! ([`Refusal::challenge`]) and the function is not called; a
-//! verified token's claims reach the function in `requestContext.authorizer.jwt`, rendered as
-//! API Gateway renders them (every claim a string, arrays as `[a b]`).
+//! ([`Refusal::challenge`]) and the function is not called; a verified token's claims reach
+//! the function in `requestContext.authorizer.jwt`, rendered as API Gateway renders them
+//! (every claim a string, arrays as `[a b]`).
 
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
