@@ -121,6 +121,7 @@ async fn run(actors: Arc<Actors>, no: String, schedule: Schedule) -> TestResult 
         let message = ExpiryMessage {
             out_trade_no: number.clone(),
             due_at: Utc::now(),
+            claim: None,
         };
         // A transient failure would be redelivered by SQS: do the same.
         for _ in 0..5 {

@@ -825,7 +825,7 @@ mod tests {
         let result = p.create(&barcode_request("B15")).await;
         assert!(matches!(result, Err(CreateError::Store(_))));
         assert_eq!(p.gateway.calls("cancel"), 0, "never without the lease");
-        let (_, due_at) = p.scheduler.scheduled()[0].clone();
+        let due_at = p.scheduler.scheduled()[0].due_at;
         let order = p.store.order("B15").unwrap();
         assert!(due_at < order.expires_at());
         assert!(

@@ -1,6 +1,11 @@
-//! Creating a payment: claim the order number (one conditional write), then either run the
-//! scene's flow (a fresh claim), answer from the stored order (a retry), or take over an
-//! order nobody is working on and finish it.
+//! Creating a payment: schedule the expiry of the claim about to be written, claim the order
+//! number (one conditional write), then either run the scene's flow (a fresh claim), answer
+//! from the stored order (a retry), or take over an order nobody is working on and finish it.
+//!
+//! The expiry is scheduled before the claim, so that a process that ends right after its claim
+//! cannot leave an order the expiry job never sees. A retry schedules one too, for its own
+//! claim, which is never stored: the message names the claim ([`ClaimRef`]) and the expiry job
+//! drops it on its first delivery.
 
 use crate::idempotency::{Existing, classify};
 use crate::validation::PaymentRequest;
@@ -8,7 +13,7 @@ use crate::{CreateError, Created, Payments};
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::Scene;
 use domain::order::Order;
-use domain::ports::{Applied, Claim, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+use domain::ports::{Applied, Claim, ClaimRef, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use f2f_runtime::telemetry::count;
 
 impl<S, Q, G, C> Payments<S, Q, G, C>
@@ -24,6 +29,15 @@ where
         // must be byte-identical to the first.
         let now = self.clock.now().trunc_subsecs(0);
         let (order, event) = Order::claim(request.new_order(now), now, self.lease());
+        let claim = ClaimRef::of(&order);
+        if let Err(error) = self
+            .scheduler
+            .schedule_claim(order.out_trade_no(), self.due_at(&order), &claim)
+            .await
+        {
+            tracing::error!(%error, "the expiry could not be scheduled; nothing was written");
+            return Err(error.into());
+        }
         match self.store.claim(&order, &event).await? {
             Claim::Claimed => {
                 count("order_claimed");
@@ -103,19 +117,21 @@ where
         }
     }
 
-    /// The order is open and the lease is ours: schedule the expiry, then talk to Alipay.
+    /// The order is open, its expiry scheduled and the lease is ours: talk to Alipay.
     async fn proceed(
         &self,
         order: Order,
         request: &PaymentRequest,
         recovering: bool,
     ) -> Result<Created, CreateError> {
-        // Before any Alipay call, so that no trade can exist that the expiry job never sees.
-        // (Scheduling again on recovery is harmless: the expiry job is idempotent.)
-        if let Err(error) = self
-            .scheduler
-            .schedule(order.out_trade_no(), self.due_at(&order))
-            .await
+        // A taken-over claim's expiry was scheduled before it, unless an older release claimed
+        // it (one that scheduled after the claim, and may have ended in between): scheduled
+        // again before any Alipay call. A duplicate is harmless: the expiry job is idempotent.
+        if recovering
+            && let Err(error) = self
+                .scheduler
+                .schedule(order.out_trade_no(), self.due_at(&order))
+                .await
         {
             tracing::error!(%error, "the expiry could not be scheduled; Alipay was not called");
             self.release(&order).await;
@@ -160,7 +176,12 @@ mod tests {
         assert_eq!(created.order.qr_code(), Some("https://qr.alipay.com/T1"));
         let scheduled = p.scheduler.scheduled();
         assert_eq!(scheduled.len(), 1);
-        assert_eq!(scheduled[0].1, created.order.expires_at());
+        assert_eq!(scheduled[0].due_at, created.order.expires_at());
+        let claim = scheduled[0]
+            .claim
+            .as_ref()
+            .expect("scheduled before its claim");
+        assert!(claim.names(&created.order));
         assert_eq!(
             p.gateway.sent_precreates.lock().unwrap()[0].time_expire,
             Some(created.order.expires_at())
@@ -229,11 +250,54 @@ mod tests {
         let result = p.create(&qr_request("T4")).await;
         assert!(matches!(result, Err(CreateError::Scheduler(_))));
         assert!(p.gateway.calls.lock().unwrap().is_empty());
-        let stored = p.store.order("T4").unwrap();
-        assert_eq!(stored.status(), OrderStatus::Creating);
-        assert!(
-            !stored.lease_live(p.clock.0.lock().unwrap().to_owned()),
-            "released for the retry"
+        assert!(p.store.order("T4").is_none(), "no claim without its expiry");
+    }
+
+    #[tokio::test]
+    async fn a_retry_schedules_for_its_own_claim_which_names_another_order() {
+        let p = payments();
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("T5"));
+        let first = p.create(&qr_request("T5")).await.unwrap();
+        p.clock.advance(Duration::from_secs(3));
+        let again = p.create(&qr_request("T5")).await.unwrap();
+        assert!(again.replayed);
+        let scheduled = p.scheduler.scheduled();
+        assert_eq!(scheduled.len(), 2);
+        let claims: Vec<bool> = scheduled
+            .iter()
+            .map(|m| m.claim.as_ref().is_some_and(|c| c.names(&first.order)))
+            .collect();
+        assert_eq!(
+            claims,
+            [true, false],
+            "only the first names the stored claim"
         );
+    }
+
+    #[tokio::test]
+    async fn a_taken_over_claim_is_scheduled_again_before_alipay_is_asked() {
+        let p = payments();
+        let request = qr_request("T6");
+        let now = p.clock.0.lock().unwrap().to_owned();
+        let (claim, _) = Order::claim(request.new_order(now), now, chrono::Duration::seconds(15));
+        p.store.put(claim.clone());
+        p.clock.advance(Duration::from_secs(16));
+        p.gateway
+            .queries
+            .lock()
+            .unwrap()
+            .push_back(alipay::outcome::Outcome::Failed(failure(
+                "ACQ.TRADE_NOT_EXIST",
+            )));
+        p.gateway.precreates.lock().unwrap().push_back(qr_ok("T6"));
+        p.create(&request).await.unwrap();
+        let plain: Vec<_> = p
+            .scheduler
+            .scheduled()
+            .into_iter()
+            .filter(|m| m.claim.is_none())
+            .collect();
+        assert_eq!(plain.len(), 1, "the stored claim's own expiry");
+        assert_eq!(plain[0].due_at, claim.expires_at());
     }
 }

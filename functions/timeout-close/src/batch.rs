@@ -59,6 +59,7 @@ fn handled_metric(handled: &crate::Handled) -> &'static str {
         crate::Handled::Settled(_) => "expiry_settled",
         crate::Handled::Anomaly => "expiry_anomaly",
         crate::Handled::NoSuchOrder => "expiry_no_such_order",
+        crate::Handled::NotThisClaim => "expiry_not_this_claim",
         crate::Handled::RefundsSettled => "expiry_refunds_settled",
         crate::Handled::RefundsPending => "expiry_refunds_pending",
     }

@@ -12,6 +12,11 @@
 //! A close that fails because the buyer paid in between is followed by a query: PAID. Every
 //! close and cancel is fenced (`domain::fence`), like the pay function's calls.
 //!
+//! A message the pay function sent before its claim names that claim, and counts only if the
+//! stored order is that claim: a retry's message (its claim failed, the number was taken) or
+//! one for a claim never written is dropped; once checked, the rest of its chain is the
+//! order's own.
+//!
 //! A paid order with PENDING refunds (the re-check each refund schedules when it is claimed)
 //! has them finished by `domain::refunding`: refund query, then the identical refund again if
 //! Alipay has none; one still unknown is scheduled again.
@@ -24,7 +29,7 @@ use domain::Scene;
 use domain::converge::{Actor, AlipayView, apply_planned, apply_view, plan_cancelled, read_query};
 use domain::fence::{Fenced, apply_as_holder, cover, release};
 use domain::order::{Order, Refund};
-use domain::ports::{Applied, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
+use domain::ports::{Applied, ClaimRef, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use domain::refunding::{RefundError, Refunder, Resolution};
 
 /// Why an order was closed by this function, as recorded in its `Closed` event.
@@ -48,13 +53,27 @@ where
     /// Handles one message; an error asks SQS to deliver it again.
     pub async fn expire(&self, message: &ExpiryMessage) -> Result<Handled, ExpiryError> {
         let no = &message.out_trade_no;
+        let claimed = match &message.claim {
+            Some(claim) => match self.claimed(message, claim).await? {
+                Ok(order) => Some(order),
+                Err(handled) => return Ok(handled),
+            },
+            None => None,
+        };
         if !message.is_due(self.clock.now()) {
+            // The claim, if any, is checked: the rest of the chain is the order's own.
             self.scheduler.schedule(no, message.due_at).await?;
             return Ok(Handled::NotDue);
         }
-        let Some(mut order) = self.store.get(no).await? else {
-            tracing::error!(out_trade_no = %no, "an expiry for an order that does not exist");
-            return Ok(Handled::NoSuchOrder);
+        let mut order = match claimed {
+            Some(order) => order,
+            None => match self.store.get(no).await? {
+                Some(order) => order,
+                None => {
+                    tracing::error!(out_trade_no = %no, "an expiry for an order that does not exist");
+                    return Ok(Handled::NoSuchOrder);
+                }
+            },
         };
         if order.refunds().iter().any(Refund::is_pending) {
             return self.refunds(&order).await;
@@ -82,6 +101,35 @@ where
         }
         // Others kept changing it: SQS brings the message back.
         Err(ExpiryError::Contended)
+    }
+
+    /// The stored order if it is the claim a message scheduled before its claim names; else
+    /// what became of the message. SQS delivers such a message at the earliest when the
+    /// claim's lease (the time its writer has to write it) is over: due times are later than
+    /// that, and a not-yet-due message arrives after the longest delay, 900 s.
+    async fn claimed(
+        &self,
+        message: &ExpiryMessage,
+        claim: &ClaimRef,
+    ) -> Result<Result<Order, Handled>, ExpiryError> {
+        let no = &message.out_trade_no;
+        let window = self.policy.lease_chrono()
+            + chrono::Duration::from_std(self.policy.margin).unwrap_or_default();
+        match self.store.get(no).await? {
+            Some(order) if claim.names(&order) => Ok(Ok(order)),
+            Some(_) => {
+                tracing::info!(out_trade_no = %no, claimed_at = %claim.claimed_at, "an expiry scheduled for a retry's claim, which the stored order is not: dropped");
+                Ok(Err(Handled::NotThisClaim))
+            }
+            None if self.clock.now() < claim.claimed_at + window => {
+                // Its writer may still be writing it: SQS delivers the message again.
+                Err(ExpiryError::ClaimNotStoredYet)
+            }
+            None => {
+                tracing::info!(out_trade_no = %no, claimed_at = %claim.claimed_at, "an expiry scheduled for a claim that was never stored: dropped");
+                Ok(Err(Handled::NotThisClaim))
+            }
+        }
     }
 
     /// Finishes the order's PENDING refunds nobody is sending; what stays unknown is checked

@@ -44,6 +44,9 @@ pub enum Handled {
     Anomaly,
     /// No such order (logged): nothing to close.
     NoSuchOrder,
+    /// Scheduled before a claim that is not the stored order (a retry's claim, which failed
+    /// because the number was taken, or a claim never written): dropped.
+    NotThisClaim,
     /// A paid order's PENDING refunds: all settled now.
     RefundsSettled,
     /// A paid order's PENDING refunds: some still unknown; checked again later.
@@ -60,6 +63,7 @@ impl Handled {
             Handled::Settled(_) => "settled",
             Handled::Anomaly => "anomaly",
             Handled::NoSuchOrder => "no_such_order",
+            Handled::NotThisClaim => "not_this_claim",
             Handled::RefundsSettled => "refunds_settled",
             Handled::RefundsPending => "refunds_pending",
         }
@@ -79,4 +83,6 @@ pub enum ExpiryError {
     AlipayUnknown(String),
     #[error("the order kept changing while it was taken over")]
     Contended,
+    #[error("the claim the message was scheduled for may still be being written")]
+    ClaimNotStoredYet,
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use domain::OutTradeNo;
 use domain::fence::LeasePolicy;
 use domain::order::OrderStatus;
-use domain::ports::{Clock, OrderStore, PaymentGateway};
+use domain::ports::{ClaimRef, Clock, OrderStore, PaymentGateway};
 use f2f_runtime::Function;
 use harness::*;
 use pay::WiredPayApi;
@@ -151,6 +151,7 @@ fn due_now(no: &str) -> TestResult<ExpiryMessage> {
     Ok(ExpiryMessage {
         out_trade_no: OutTradeNo::parse(no)?,
         due_at: Utc::now(),
+        claim: None,
     })
 }
 
@@ -255,10 +256,92 @@ async fn a_message_that_is_not_due_is_enqueued_again_and_nothing_else() -> TestR
     let message = ExpiryMessage {
         out_trade_no: OutTradeNo::parse(&no)?,
         due_at: Utc::now() + chrono::Duration::hours(2),
+        claim: None,
     };
     assert_eq!(f.expiries.expire(&message).await?, Handled::NotDue);
     assert_eq!(f.env.queued_expiries().await?, before + 1);
     assert_eq!(status(&f, &no).await?, OrderStatus::Pending);
+    Ok(())
+}
+
+/// The stored order `no` (as the pay function claimed it).
+async fn stored(f: &Fixture, no: &str) -> TestResult<domain::order::Order> {
+    f.expiries
+        .store
+        .get(&OutTradeNo::parse(no)?)
+        .await?
+        .ok_or_else(|| err("gone"))
+}
+
+#[tokio::test]
+async fn a_message_scheduled_before_its_claim_counts_only_for_that_claim() -> TestResult {
+    let f = fixture(chrono::Duration::minutes(2), false).await?;
+    let (no, _) = create(&f.env, qr(&out_trade_no())).await?;
+    let order = stored(&f, &no).await?;
+    let own = ClaimRef::of(&order);
+
+    // A retry three seconds later scheduled for its own claim, which failed: dropped, and
+    // neither the order nor Alipay hears of it.
+    let mut retry = due_now(&no)?;
+    retry.claim = Some(ClaimRef {
+        claimed_at: own.claimed_at + chrono::Duration::seconds(3),
+        request_hash: own.request_hash.clone(),
+    });
+    assert_eq!(f.expiries.expire(&retry).await?, Handled::NotThisClaim);
+    // Another request's claim in the same second: not this order's either.
+    retry.claim = Some(ClaimRef {
+        claimed_at: own.claimed_at,
+        request_hash: "another request".into(),
+    });
+    assert_eq!(f.expiries.expire(&retry).await?, Handled::NotThisClaim);
+    assert_eq!(stored(&f, &no).await?, order, "nothing changed");
+    assert_eq!(f.closes.load(Ordering::SeqCst), 0);
+
+    // Not due yet, the order's own claim: the chain goes on without the claim (checked once).
+    let before = f.env.queued_expiries().await?;
+    let mut early = due_now(&no)?;
+    early.due_at = Utc::now() + chrono::Duration::hours(3);
+    early.claim = Some(own.clone());
+    assert_eq!(f.expiries.expire(&early).await?, Handled::NotDue);
+    assert_eq!(f.env.queued_expiries().await?, before + 1);
+
+    // Due, the order's own claim: settled as any expiry.
+    let mut due = due_now(&no)?;
+    due.claim = Some(own);
+    assert_eq!(
+        f.expiries.expire(&due).await?,
+        Handled::Settled(OrderStatus::Closed)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_for_a_claim_never_stored_is_dropped_once_its_writer_is_done() -> TestResult {
+    let f = fixture(chrono::Duration::zero(), false).await?;
+    let no = out_trade_no();
+    let mut message = due_now(&no)?;
+    // Its writer may still be writing the claim: SQS is asked to deliver it again.
+    message.claim = Some(ClaimRef {
+        claimed_at: Utc::now(),
+        request_hash: "h".into(),
+    });
+    assert!(matches!(
+        f.expiries.expire(&message).await,
+        Err(timeout_close::ExpiryError::ClaimNotStoredYet)
+    ));
+    // Past the claim's lease and margin: the claim was never written.
+    message.claim = Some(ClaimRef {
+        claimed_at: Utc::now() - chrono::Duration::minutes(2),
+        request_hash: "h".into(),
+    });
+    assert_eq!(f.expiries.expire(&message).await?, Handled::NotThisClaim);
+    assert!(
+        f.expiries
+            .store
+            .get(&OutTradeNo::parse(&no)?)
+            .await?
+            .is_none()
+    );
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use aws_adapters::aws_sdk_sqs::error::BoxError;
 use aws_adapters::{ExpiryMessage, SqsExpiryScheduler};
 use chrono::{DateTime, Duration, Utc};
 use domain::OutTradeNo;
-use domain::ports::ExpiryScheduler;
+use domain::ports::{ClaimRef, ExpiryScheduler};
 use std::sync::{Arc, Mutex};
 use test_support::{MotoServer, unique_name};
 
@@ -118,7 +118,28 @@ async fn delays_are_the_time_left_clamped_to_900_seconds() {
         receive(&queue, 0).await,
         [ExpiryMessage {
             out_trade_no: past,
-            due_at: past_due
+            due_at: past_due,
+            claim: None,
+        }]
+    );
+}
+
+#[tokio::test]
+async fn a_message_scheduled_before_its_claim_names_the_claim() {
+    let queue = queue().await;
+    let scheduler = SqsExpiryScheduler::new(queue.client.clone(), &queue.url);
+    let (no, due_at) = schedule_in(-1);
+    let claim = ClaimRef {
+        claimed_at: due_at - Duration::seconds(900),
+        request_hash: "9f86d081884c7d65".into(),
+    };
+    scheduler.schedule_claim(&no, due_at, &claim).await.unwrap();
+    assert_eq!(
+        receive(&queue, 0).await,
+        [ExpiryMessage {
+            out_trade_no: no,
+            due_at,
+            claim: Some(claim),
         }]
     );
 }
@@ -151,6 +172,7 @@ async fn an_early_message_is_scheduled_again_for_the_rest_of_its_time() {
     let early = ExpiryMessage {
         out_trade_no: OutTradeNo::generate(),
         due_at: Utc::now() + Duration::seconds(1200),
+        claim: None,
     };
     assert!(!early.is_due(Utc::now()));
     scheduler

@@ -18,7 +18,8 @@ use crate::anomaly::{Anomaly, AnomalyRecord, AnomalyStatus};
 use crate::notification::ReceivedNotification;
 use crate::order::{Order, OrderEvent, Transition};
 use crate::ports::{
-    Applied, Claim, ExpiryScheduler, NotificationLog, OrderStore, ScheduleError, StoreError,
+    Applied, Claim, ClaimRef, ExpiryScheduler, NotificationLog, OrderStore, ScheduleError,
+    StoreError,
 };
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -248,8 +249,14 @@ impl NotificationLog for MemoryStore {
     }
 }
 
-/// An expiry message: the order and when it is due.
-pub type Expiry = (OutTradeNo, DateTime<Utc>);
+/// An expiry message: the order, when it is due, and the claim it was scheduled for (if it
+/// was scheduled before its claim).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub out_trade_no: OutTradeNo,
+    pub due_at: DateTime<Utc>,
+    pub claim: Option<ClaimRef>,
+}
 
 /// The expiry queue: every message scheduled, in order, until taken.
 #[derive(Clone, Default)]
@@ -270,6 +277,28 @@ impl MemoryScheduler {
         (index < messages.len()).then(|| messages.remove(index))
     }
 
+    fn push(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: Option<ClaimRef>,
+    ) -> Result<(), ScheduleError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(ScheduleError("queue unavailable".into()));
+        }
+        locked(&self.messages).push(Expiry {
+            out_trade_no: out_trade_no.clone(),
+            due_at,
+            claim,
+        });
+        Ok(())
+    }
+
+    /// Puts a received message back as it was (SQS delivering it again).
+    pub fn redeliver(&self, message: Expiry) {
+        locked(&self.messages).push(message);
+    }
+
     /// From now on, scheduling fails (or works again).
     pub fn fail(&self, failing: bool) {
         self.failing.store(failing, Ordering::SeqCst);
@@ -282,11 +311,16 @@ impl ExpiryScheduler for MemoryScheduler {
         out_trade_no: &OutTradeNo,
         due_at: DateTime<Utc>,
     ) -> Result<(), ScheduleError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(ScheduleError("queue unavailable".into()));
-        }
-        locked(&self.messages).push((out_trade_no.clone(), due_at));
-        Ok(())
+        self.push(out_trade_no, due_at, None)
+    }
+
+    async fn schedule_claim(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: &ClaimRef,
+    ) -> Result<(), ScheduleError> {
+        self.push(out_trade_no, due_at, Some(claim.clone()))
     }
 }
 

@@ -87,12 +87,48 @@ pub trait NotificationLog: Send + Sync {
 #[error("the expiry could not be scheduled: {0}")]
 pub struct ScheduleError(pub String);
 
+/// The claim an expiry was scheduled for, before that claim was written: the new order's
+/// creation time and the hash of the request that made it. Two claims with the same
+/// reference are the same request in the same second, so they have the same due time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimRef {
+    pub claimed_at: DateTime<Utc>,
+    pub request_hash: String,
+}
+
+impl ClaimRef {
+    /// The reference of the claim `order` was (or is about to be) stored with.
+    pub fn of(order: &Order) -> ClaimRef {
+        ClaimRef {
+            claimed_at: order.created_at(),
+            request_hash: order.request_hash().to_owned(),
+        }
+    }
+
+    /// Whether `order` is the claim this reference names (not another request's).
+    pub fn names(&self, order: &Order) -> bool {
+        self.claimed_at == order.created_at() && self.request_hash == order.request_hash()
+    }
+}
+
 /// Makes sure the timeout-close function sees an order when it is due.
 pub trait ExpiryScheduler: Send + Sync {
+    /// The order is stored: it is due at `due_at`.
     fn schedule(
         &self,
         out_trade_no: &OutTradeNo,
         due_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
+
+    /// The order is about to be claimed as `claim` says: scheduled before the claim is
+    /// written, so that no stored claim is ever without its expiry. The timeout-close
+    /// function drops the message if the order it finds is not that claim (the claim failed
+    /// because the number was taken, or was never written).
+    fn schedule_claim(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: &ClaimRef,
     ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
 }
 

@@ -12,9 +12,9 @@ use crate::world::{Fate, Point, Port, World};
 use alipay::{AlipayVerifier, PrivateKey};
 use aws_adapters::ExpiryMessage;
 use chrono::{DateTime, Duration as Span, NaiveDate, TimeZone, Utc};
-use domain::memory::MemoryScheduler;
+use domain::memory::{Expiry, MemoryScheduler};
 use domain::order::{EventKind, RefundStatus};
-use domain::ports::{ExpiryScheduler, StoreError};
+use domain::ports::StoreError;
 use domain::refunding::RefundError;
 use domain::{OrderStatus, OutRequestNo, OutTradeNo};
 use notify::{Delivery, Notifications, Reply};
@@ -87,7 +87,7 @@ enum What {
     Refund,
     RefundGet,
     Notify(Note),
-    Expire(OutTradeNo, DateTime<Utc>),
+    Expire(Expiry),
     Reconcile,
 }
 
@@ -177,18 +177,6 @@ fn signed(note: &Note) -> Result<Vec<u8>, String> {
     alipay::notify::sign_form(&params, encoding_rs::UTF_8, key)
         .map(String::into_bytes)
         .map_err(|e| e.to_string())
-}
-
-/// Polls a future that never waits (the in-memory queue) to its end.
-fn at_once<T>(future: impl Future<Output = T>) -> Option<T> {
-    let mut future = std::pin::pin!(future);
-    match future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        Poll::Ready(value) => Some(value),
-        Poll::Pending => None,
-    }
 }
 
 /// A small deterministic source of fates for what must be answered while time passes.
@@ -365,9 +353,7 @@ impl<'h> Driver<'h> {
     fn redeliver(&self, what: &What) {
         match what {
             What::Notify(note) => self.world.alipay().outbox.push(note.clone()),
-            What::Expire(no, due_at) => {
-                at_once(self.world.queue.schedule(no, *due_at));
-            }
+            What::Expire(message) => self.world.queue.redeliver(message.clone()),
             _ => {}
         }
     }
@@ -515,14 +501,15 @@ impl<'h> Driver<'h> {
         )
     }
 
-    fn expire(&mut self, no: OutTradeNo, due_at: DateTime<Utc>) -> Result<(), String> {
+    fn expire(&mut self, expiry: Expiry) -> Result<(), String> {
         let message = ExpiryMessage {
-            out_trade_no: no.clone(),
-            due_at,
+            out_trade_no: expiry.out_trade_no.clone(),
+            due_at: expiry.due_at,
+            claim: expiry.claim.clone(),
         };
         let h = self.handlers;
         self.start(
-            What::Expire(no, due_at),
+            What::Expire(expiry),
             Box::pin(async move { Done::Expire(h.expiries.expire(&message).await) }),
         )
     }
@@ -622,7 +609,7 @@ impl<'h> Driver<'h> {
                     return Ok(());
                 }
                 match self.world.queue.take(usize::from(pick) % count) {
-                    Some((no, due_at)) => self.expire(no, due_at),
+                    Some(expiry) => self.expire(expiry),
                     None => Ok(()),
                 }
             }
@@ -693,12 +680,12 @@ impl<'h> Driver<'h> {
             messages.push(message);
         }
         let now = self.now();
-        for (no, due_at) in messages {
-            if due_at <= now {
-                let started = self.expire(no, due_at);
+        for message in messages {
+            if message.due_at <= now {
+                let started = self.expire(message);
                 self.run_alone(started)?;
             } else {
-                at_once(self.world.queue.schedule(&no, due_at));
+                self.world.queue.redeliver(message);
             }
         }
         for order in self.world.store.orders() {
@@ -719,6 +706,33 @@ impl<'h> Driver<'h> {
             for refund in pending {
                 let started = self.refund_get(number, refund);
                 self.run_alone(started)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every order still CREATING has an expiry on its way: a queued message, or one being
+    /// handled, for the order or for the claim it was stored with. Otherwise an order whose
+    /// creator died could stay CREATING for ever.
+    fn watched(&self) -> Result<(), String> {
+        let mut messages = self.world.queue.scheduled();
+        messages.extend(self.ops.iter().filter_map(|op| match &op.what {
+            What::Expire(message) => Some(message.clone()),
+            _ => None,
+        }));
+        for order in self.world.store.orders() {
+            if order.status() != domain::OrderStatus::Creating {
+                continue;
+            }
+            let covered = messages.iter().any(|m| {
+                &m.out_trade_no == order.out_trade_no()
+                    && m.claim.as_ref().is_none_or(|claim| claim.names(&order))
+            });
+            if !covered {
+                return Err(format!(
+                    "{} is CREATING and no expiry is on its way",
+                    order.out_trade_no()
+                ));
             }
         }
         Ok(())
@@ -753,6 +767,7 @@ pub fn run(script: &[Action]) -> Result<Tally, String> {
         driver
             .act(*action)
             .and_then(|()| check::invariants(&world))
+            .and_then(|()| driver.watched())
             .map_err(|e| driver.report(format!("after step {index} ({action:?}): {e}")))?;
     }
     driver.note("settling".into());

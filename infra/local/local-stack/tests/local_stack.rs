@@ -244,6 +244,7 @@ async fn the_expiry_queue_is_consumed_by_timeout_close() -> TestResult {
     let message = aws_adapters::ExpiryMessage {
         out_trade_no: domain::OutTradeNo::parse(&out_trade_no)?,
         due_at: chrono::Utc::now(),
+        claim: None,
     };
     sqs.send_message()
         .queue_url(&queue_url)

@@ -1172,12 +1172,19 @@ fn the_notify_fixture_verifies_with_the_env_file_s_alipay_key() {
 fn the_sqs_fixture_is_a_batch_of_expiry_messages() {
     let event: SqsEvent = fixture!("tests/events/sqs-expiry-batch.json");
     assert!(!event.records.is_empty());
+    let mut claims = 0;
     for record in &event.records {
         assert!(record.message_id.is_some());
         assert_eq!(record.event_source.as_deref(), Some("aws:sqs"));
-        aws_adapters::sqs::expiry::ExpiryMessage::parse(record.body.as_deref().unwrap())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let message =
+            aws_adapters::sqs::expiry::ExpiryMessage::parse(record.body.as_deref().unwrap())
+                .unwrap_or_else(|e| panic!("{e}"));
+        claims += usize::from(message.claim.is_some());
     }
+    assert_eq!(
+        claims, 1,
+        "one as the pay function sends it, one as a relay"
+    );
 }
 
 /// The subset of event pattern matching the template's stream filters use: lists of values or

@@ -2,7 +2,9 @@
 //!
 //! One `SendMessage` per scheduling to the expiry queue (a standard queue), body
 //! [`ExpiryMessage`] as JSON, `{"out_trade_no": "...", "due_at": "<RFC 3339>"}`, and
-//! `DelaySeconds` = the seconds left until `due_at`, rounded up, clamped to 0..=900.
+//! `DelaySeconds` = the seconds left until `due_at`, rounded up, clamped to 0..=900. A message
+//! sent before its order's claim is written also names that claim: `"claim": {"claimed_at":
+//! "<RFC 3339>", "request_hash": "..."}` ([`ExpiryScheduler::schedule_claim`]).
 //!
 //! # The chained contract
 //! SQS delays a message by 900 s (15 min) at most, and orders may expire later than that. So
@@ -21,7 +23,7 @@ use crate::error::describe;
 use aws_sdk_sqs::Client;
 use chrono::{DateTime, Utc};
 use domain::OutTradeNo;
-use domain::ports::{ExpiryScheduler, ScheduleError};
+use domain::ports::{ClaimRef, ExpiryScheduler, ScheduleError};
 use serde::{Deserialize, Serialize};
 
 /// SQS's maximum `DelaySeconds`.
@@ -33,6 +35,10 @@ pub struct ExpiryMessage {
     pub out_trade_no: OutTradeNo,
     /// When the order is due to be closed.
     pub due_at: DateTime<Utc>,
+    /// Set when the message was sent before its order's claim was written: the claim it is
+    /// for ([`ExpiryScheduler::schedule_claim`]). Absent from the JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimRef>,
 }
 
 impl ExpiryMessage {
@@ -85,16 +91,9 @@ impl SqsExpiryScheduler {
     }
 }
 
-impl ExpiryScheduler for SqsExpiryScheduler {
-    async fn schedule(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-    ) -> Result<(), ScheduleError> {
-        let message = ExpiryMessage {
-            out_trade_no: out_trade_no.clone(),
-            due_at,
-        };
+impl SqsExpiryScheduler {
+    async fn send(&self, message: ExpiryMessage) -> Result<(), ScheduleError> {
+        let out_trade_no = &message.out_trade_no;
         let body = message
             .to_body()
             .map_err(|e| ScheduleError(format!("expiry of order {out_trade_no}: {e}")))?;
@@ -107,9 +106,11 @@ impl ExpiryScheduler for SqsExpiryScheduler {
             .delay_seconds(delay)
             .send()
             .await;
+        let due_at = message.due_at;
+        let for_claim = message.claim.is_some();
         match sent {
             Ok(_) => {
-                tracing::info!(%out_trade_no, operation = "schedule_expiry", outcome = "sent", %due_at, delay_seconds = delay);
+                tracing::info!(%out_trade_no, operation = "schedule_expiry", outcome = "sent", %due_at, delay_seconds = delay, for_claim);
                 Ok(())
             }
             Err(err) => {
@@ -120,6 +121,35 @@ impl ExpiryScheduler for SqsExpiryScheduler {
                 )))
             }
         }
+    }
+}
+
+impl ExpiryScheduler for SqsExpiryScheduler {
+    async fn schedule(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+    ) -> Result<(), ScheduleError> {
+        self.send(ExpiryMessage {
+            out_trade_no: out_trade_no.clone(),
+            due_at,
+            claim: None,
+        })
+        .await
+    }
+
+    async fn schedule_claim(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: &ClaimRef,
+    ) -> Result<(), ScheduleError> {
+        self.send(ExpiryMessage {
+            out_trade_no: out_trade_no.clone(),
+            due_at,
+            claim: Some(claim.clone()),
+        })
+        .await
     }
 }
 
@@ -145,9 +175,10 @@ mod tests {
 
     #[test]
     fn the_body_is_the_documented_json() {
-        let message = ExpiryMessage {
+        let mut message = ExpiryMessage {
             out_trade_no: OutTradeNo::parse("T1").unwrap(),
             due_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 15, 0).unwrap(),
+            claim: None,
         };
         let body = message.to_body().unwrap();
         assert_eq!(
@@ -157,5 +188,17 @@ mod tests {
         assert_eq!(ExpiryMessage::parse(&body).unwrap(), message);
         assert!(!message.is_due(message.due_at - Duration::seconds(1)));
         assert!(message.is_due(message.due_at));
+
+        message.claim = Some(ClaimRef {
+            claimed_at: Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap(),
+            request_hash: "ab12".into(),
+        });
+        let body = message.to_body().unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            serde_json::json!({"out_trade_no": "T1", "due_at": "2024-01-01T00:15:00Z",
+                "claim": {"claimed_at": "2024-01-01T00:00:00Z", "request_hash": "ab12"}})
+        );
+        assert_eq!(ExpiryMessage::parse(&body).unwrap(), message);
     }
 }
