@@ -10,9 +10,11 @@
 //! `SSL_CERT_FILE` or `SSL_CERT_DIR` (a private CA, a TLS-inspecting proxy) makes the
 //! functions trust that store instead, read once with rustls-native-certs's discovery.
 //!
-//! Either way both clients get the same roots: left to themselves, each would read the whole
-//! store at init, the SDK's client through `rustls-native-certs` and reqwest's platform
-//! verifier again. Verification is unchanged: certificates and host names are checked by
+//! The AWS SDK's client trusts only Amazon Trust Services' roots of the bundle, which every AWS
+//! endpoint chains to, except in the China regions and when the region is unknown
+//! ([`TrustRoots::for_aws_region`]). A named store is trusted whole by both clients: left to
+//! themselves, each would read the whole store at init, the SDK's client through
+//! `rustls-native-certs` and reqwest's platform verifier again. Verification is unchanged: certificates and host names are checked by
 //! rustls's WebPKI verifier against these roots, which is what the platform verifier does on
 //! Linux.
 
@@ -37,6 +39,9 @@ pub enum TlsError {
 
 /// The bundled roots as PEM, written by the build script (the SDK's trust store takes PEM only).
 const BUNDLED_PEM: &str = include_str!(concat!(env!("OUT_DIR"), "/bundled-roots.pem"));
+/// Of the bundled roots, Amazon Trust Services' (Amazon Root CA 1–4, and Starfield Services
+/// Root G2, which cross-signs them), as PEM.
+const AWS_PEM: &str = include_str!(concat!(env!("OUT_DIR"), "/aws-roots.pem"));
 
 /// Trusted roots, as DER for the Alipay client and as PEM for the SDK.
 #[derive(Clone)]
@@ -65,7 +70,8 @@ impl TrustRoots {
                 if names_a_store(file.as_deref(), dir.as_deref()) {
                     Self::read_named_store()
                 } else {
-                    Ok(Self::bundled())
+                    let region = std::env::var("AWS_REGION").ok();
+                    Ok(Self::bundled().for_aws_region(region.as_deref()))
                 }
             })
             .clone()
@@ -82,6 +88,19 @@ impl TrustRoots {
             der: RootCertificates::new(der),
             pem: Arc::from(BUNDLED_PEM.as_bytes()),
         }
+    }
+
+    /// The bundled roots, with the AWS SDK trusting only Amazon Trust Services' roots in
+    /// `region` when every AWS endpoint there chains to them: every region but China's
+    /// (`cn-*`, operated apart, whose endpoints' certificates come from other authorities)
+    /// and an unknown one. Fewer roots for the AWS calls: a certificate mis-issued by any
+    /// other authority cannot stand in for an AWS endpoint, and the SDK, which takes PEM
+    /// only, decodes 5 roots at cold start instead of all of them (about 0.5 ms).
+    pub fn for_aws_region(mut self, region: Option<&str>) -> TrustRoots {
+        if region.is_some_and(|region| !region.starts_with("cn-")) {
+            self.pem = Arc::from(AWS_PEM.as_bytes());
+        }
+        self
     }
 
     fn read_named_store() -> Result<TrustRoots, TlsError> {
@@ -246,22 +265,61 @@ mod tests {
         assert_eq!(checked.certificates(), bundled.certificates());
     }
 
+    fn names_in(pem: &[u8]) -> Vec<Vec<u8>> {
+        std::str::from_utf8(pem)
+            .unwrap()
+            .split("-----END CERTIFICATE-----")
+            .filter(|part| part.contains("BEGIN"))
+            .map(|part| {
+                let body: String = part
+                    .lines()
+                    .filter(|line| !line.starts_with("-----"))
+                    .collect();
+                STANDARD.decode(body).unwrap()
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_bundle_holds_the_roots_aws_endpoints_chain_to() {
-        // Amazon Trust Services' roots, which AWS documents for its service endpoints.
+    fn the_sdk_trusts_only_amazons_roots_except_in_china_or_an_unknown_region() {
         let bundled = TrustRoots::bundled();
+        let aws = TrustRoots::bundled().for_aws_region(Some("ap-southeast-1"));
+        let amazon = names_in(&aws.pem);
+        assert_eq!(
+            amazon.len(),
+            5,
+            "Amazon Root CA 1-4 and Starfield Services Root G2"
+        );
         for name in [
             "Amazon Root CA 1",
             "Amazon Root CA 2",
             "Amazon Root CA 3",
             "Amazon Root CA 4",
+            "Starfield Services Root Certificate Authority - G2",
         ] {
+            let holding: Vec<_> = amazon
+                .iter()
+                .filter(|der| der.windows(name.len()).any(|part| part == name.as_bytes()))
+                .collect();
+            assert_eq!(holding.len(), 1, "{name}");
             assert!(
                 bundled
                     .certificates()
                     .iter()
-                    .any(|der| der.windows(name.len()).any(|part| part == name.as_bytes())),
-                "{name} is not bundled"
+                    .any(|der| der == holding[0].as_slice())
+            );
+        }
+        assert_eq!(
+            aws.certificates(),
+            bundled.certificates(),
+            "Alipay: all of them"
+        );
+        for region in [Some("cn-north-1"), Some("cn-northwest-1"), None] {
+            let roots = TrustRoots::bundled().for_aws_region(region);
+            assert_eq!(
+                names_in(&roots.pem).len(),
+                bundled.certificates().len(),
+                "{region:?}"
             );
         }
     }
