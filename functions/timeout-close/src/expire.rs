@@ -25,12 +25,12 @@ use crate::{Expiries, ExpiryError, Handled};
 use alipay::api::{CloseRequest, QueryRequest, TradeRef};
 use alipay::outcome::Outcome;
 use aws_adapters::ExpiryMessage;
-use domain::Scene;
 use domain::converge::{Actor, AlipayView, apply_planned, apply_view, plan_cancelled, read_query};
 use domain::fence::{Fenced, apply_as_holder, cover, release};
 use domain::order::{Order, Refund};
 use domain::ports::{Applied, ClaimRef, Clock, ExpiryScheduler, OrderStore, PaymentGateway};
 use domain::refunding::{RefundError, Refunder, Resolution};
+use domain::{OutTradeNo, Scene};
 
 /// Why an order was closed by this function, as recorded in its `Closed` event.
 pub mod reasons {
@@ -54,9 +54,9 @@ where
     pub async fn expire(&self, message: &ExpiryMessage) -> Result<Handled, ExpiryError> {
         let no = &message.out_trade_no;
         let claimed = match &message.claim {
-            Some(claim) => match self.claimed(message, claim).await? {
-                Ok(order) => Some(order),
-                Err(handled) => return Ok(handled),
+            Some(claim) => match self.claimed(no, claim).await? {
+                Some(order) => Some(order),
+                None => return Ok(Handled::NotThisClaim),
             },
             None => None,
         };
@@ -103,23 +103,22 @@ where
         Err(ExpiryError::Contended)
     }
 
-    /// The stored order if it is the claim a message scheduled before its claim names; else
-    /// what became of the message. SQS delivers such a message at the earliest when the
-    /// claim's lease (the time its writer has to write it) is over: due times are later than
-    /// that, and a not-yet-due message arrives after the longest delay, 900 s.
+    /// The stored order if it is the claim a message scheduled before its claim names; `None`
+    /// if it is not (the message is dropped). SQS delivers such a message at the earliest when
+    /// the claim's lease (the time its writer has to write it) is over: due times are later
+    /// than that, and a not-yet-due message arrives after the longest delay, 900 s.
     async fn claimed(
         &self,
-        message: &ExpiryMessage,
+        no: &OutTradeNo,
         claim: &ClaimRef,
-    ) -> Result<Result<Order, Handled>, ExpiryError> {
-        let no = &message.out_trade_no;
+    ) -> Result<Option<Order>, ExpiryError> {
         let window = self.policy.lease_chrono()
             + chrono::Duration::from_std(self.policy.margin).unwrap_or_default();
         match self.store.get(no).await? {
-            Some(order) if claim.names(&order) => Ok(Ok(order)),
+            Some(order) if claim.names(&order) => Ok(Some(order)),
             Some(_) => {
                 tracing::info!(out_trade_no = %no, claimed_at = %claim.claimed_at, "an expiry scheduled for a retry's claim, which the stored order is not: dropped");
-                Ok(Err(Handled::NotThisClaim))
+                Ok(None)
             }
             None if self.clock.now() < claim.claimed_at + window => {
                 // Its writer may still be writing it: SQS delivers the message again.
@@ -127,7 +126,7 @@ where
             }
             None => {
                 tracing::info!(out_trade_no = %no, claimed_at = %claim.claimed_at, "an expiry scheduled for a claim that was never stored: dropped");
-                Ok(Err(Handled::NotThisClaim))
+                Ok(None)
             }
         }
     }

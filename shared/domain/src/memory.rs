@@ -277,23 +277,6 @@ impl MemoryScheduler {
         (index < messages.len()).then(|| messages.remove(index))
     }
 
-    fn push(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-        claim: Option<ClaimRef>,
-    ) -> Result<(), ScheduleError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(ScheduleError("queue unavailable".into()));
-        }
-        locked(&self.messages).push(Expiry {
-            out_trade_no: out_trade_no.clone(),
-            due_at,
-            claim,
-        });
-        Ok(())
-    }
-
     /// Puts a received message back as it was (SQS delivering it again).
     pub fn redeliver(&self, message: Expiry) {
         locked(&self.messages).push(message);
@@ -306,21 +289,21 @@ impl MemoryScheduler {
 }
 
 impl ExpiryScheduler for MemoryScheduler {
-    async fn schedule(
+    async fn enqueue(
         &self,
         out_trade_no: &OutTradeNo,
         due_at: DateTime<Utc>,
+        claim: Option<&ClaimRef>,
     ) -> Result<(), ScheduleError> {
-        self.push(out_trade_no, due_at, None)
-    }
-
-    async fn schedule_claim(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-        claim: &ClaimRef,
-    ) -> Result<(), ScheduleError> {
-        self.push(out_trade_no, due_at, Some(claim.clone()))
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(ScheduleError("queue unavailable".into()));
+        }
+        locked(&self.messages).push(Expiry {
+            out_trade_no: out_trade_no.clone(),
+            due_at,
+            claim: claim.cloned(),
+        });
+        Ok(())
     }
 }
 

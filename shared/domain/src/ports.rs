@@ -113,12 +113,23 @@ impl ClaimRef {
 
 /// Makes sure the timeout-close function sees an order when it is due.
 pub trait ExpiryScheduler: Send + Sync {
+    /// Sends the expiry message: the order, when it is due, and the claim it is for if it is
+    /// sent before that claim is written.
+    fn enqueue(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: Option<&ClaimRef>,
+    ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
+
     /// The order is stored: it is due at `due_at`.
     fn schedule(
         &self,
         out_trade_no: &OutTradeNo,
         due_at: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
+    ) -> impl Future<Output = Result<(), ScheduleError>> + Send {
+        self.enqueue(out_trade_no, due_at, None)
+    }
 
     /// The order is about to be claimed as `claim` says: scheduled before the claim is
     /// written, so that no stored claim is ever without its expiry. The timeout-close
@@ -129,7 +140,9 @@ pub trait ExpiryScheduler: Send + Sync {
         out_trade_no: &OutTradeNo,
         due_at: DateTime<Utc>,
         claim: &ClaimRef,
-    ) -> impl Future<Output = Result<(), ScheduleError>> + Send;
+    ) -> impl Future<Output = Result<(), ScheduleError>> + Send {
+        self.enqueue(out_trade_no, due_at, Some(claim))
+    }
 }
 
 /// Whether a merchant-API nonce was seen before.

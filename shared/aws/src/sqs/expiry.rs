@@ -91,9 +91,19 @@ impl SqsExpiryScheduler {
     }
 }
 
-impl SqsExpiryScheduler {
-    async fn send(&self, message: ExpiryMessage) -> Result<(), ScheduleError> {
-        let out_trade_no = &message.out_trade_no;
+impl ExpiryScheduler for SqsExpiryScheduler {
+    async fn enqueue(
+        &self,
+        out_trade_no: &OutTradeNo,
+        due_at: DateTime<Utc>,
+        claim: Option<&ClaimRef>,
+    ) -> Result<(), ScheduleError> {
+        let for_claim = claim.is_some();
+        let message = ExpiryMessage {
+            out_trade_no: out_trade_no.clone(),
+            due_at,
+            claim: claim.cloned(),
+        };
         let body = message
             .to_body()
             .map_err(|e| ScheduleError(format!("expiry of order {out_trade_no}: {e}")))?;
@@ -106,8 +116,6 @@ impl SqsExpiryScheduler {
             .delay_seconds(delay)
             .send()
             .await;
-        let due_at = message.due_at;
-        let for_claim = message.claim.is_some();
         match sent {
             Ok(_) => {
                 tracing::info!(%out_trade_no, operation = "schedule_expiry", outcome = "sent", %due_at, delay_seconds = delay, for_claim);
@@ -121,35 +129,6 @@ impl SqsExpiryScheduler {
                 )))
             }
         }
-    }
-}
-
-impl ExpiryScheduler for SqsExpiryScheduler {
-    async fn schedule(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-    ) -> Result<(), ScheduleError> {
-        self.send(ExpiryMessage {
-            out_trade_no: out_trade_no.clone(),
-            due_at,
-            claim: None,
-        })
-        .await
-    }
-
-    async fn schedule_claim(
-        &self,
-        out_trade_no: &OutTradeNo,
-        due_at: DateTime<Utc>,
-        claim: &ClaimRef,
-    ) -> Result<(), ScheduleError> {
-        self.send(ExpiryMessage {
-            out_trade_no: out_trade_no.clone(),
-            due_at,
-            claim: Some(claim.clone()),
-        })
-        .await
     }
 }
 
